@@ -1,0 +1,10 @@
+"""intdistill: turn a black-box LLM into a better small retriever (Intermediate Distillation).
+
+LLM listwise rankings -> cross-encoder ranker (ListMLE) -> bi-encoder retriever (KL distillation).
+"""
+
+from intdistill.data import DataError, Passage, Qrels, Query, Run
+
+__version__ = "0.1.0"
+
+__all__ = ["DataError", "Passage", "Qrels", "Query", "Run", "__version__"]

@@ -1,0 +1,3 @@
+from intdistill.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The ``intdistill`` command.
+
+Each subcommand lives in ``intdistill.commands.<name>`` with ``configure(parser)`` and ``run(args) -> int``;
+importing one must stay cheap (no torch at import time). Data goes to stdout; diagnostics and progress
+go to stderr.
+
+Exit codes (fixed):
+  0  success
+  1  the work failed (a model, the LLM endpoint, an unexpected error)
+  2  bad usage or bad input data (the message names the file, line and what was expected)
+  3  stopped on purpose with everything saved (a budget such as --max-calls/--max-cost, or a gate)
+  130 interrupted (Ctrl-C); everything finished so far is saved
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# name -> (module, one-line help). A command module adds its own line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+class Stopped(Exception):
+    """Raised by a command that stops on purpose (budget, gate) after saving its work: exit code 3."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from intdistill import __version__
+
+    parser = argparse.ArgumentParser(prog="intdistill", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"intdistill {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        module.configure(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from intdistill.data import DataError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose + 1, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args._run(args) or 0)
+    except DataError as e:
+        print(f"intdistill {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Stopped as e:
+        print(f"intdistill {args.command}: stopped: {e}", file=sys.stderr)
+        return EXIT_STOPPED
+    except KeyboardInterrupt:
+        print(f"intdistill {args.command}: interrupted; finished work is saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"intdistill {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT

@@ -1,0 +1,509 @@
+"""LLM labels: the JSONL format, labelling candidate lists durably, and the teacher-quality report.
+
+A label file has one JSON object per line, one line per query::
+
+    {"qid": "q1", "cands": ["d3", "d9", ...],        # candidate ids in first-stage order
+     "permutation": [1, 0, ...],                     # 0-based indices into cands, best first
+     "outputs": ["[2] > [1] > ..."],                 # the LLM's raw text, one per call (always kept)
+     "calls": [{"pass": 0, "start": 0, "shown": [...], "parsed": [...], "duplicates": 0, ...}],
+     "repairs": {"duplicates": 0, "out_of_range": 0, "missing": 0, "unparseable": 0, "calls_repaired": 0},
+     "model": "...", "template": "rankgpt", "prompt_hash": "...", "prompt_tokens": 812, "completion_tokens": 41}
+
+Files made elsewhere in the shared format (``qid``, ``cands``, ``output`` with 1-based ids, ``model``, token
+counts; see ../shared/data/scifact-llm-labels) load too: their ``output`` is parsed here, with repair counts.
+
+Labelling appends one line per finished query and flushes it, and every LLM answer is in the durable cache
+as soon as it arrives: an interrupted run loses at most the calls in flight, and a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+from intdistill.data import DataError, Passage, Query
+
+log = logging.getLogger(__name__)
+
+REPAIR_KEYS = ("duplicates", "out_of_range", "missing", "unparseable", "calls_repaired")
+
+
+@dataclass(frozen=True)
+class Label:
+    qid: str
+    cands: tuple[str, ...]
+    permutation: tuple[int, ...]
+    outputs: tuple[str, ...]
+    model: str
+    template: str
+    prompt_hash: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    repairs: Mapping[str, int] = field(default_factory=dict)
+    calls: tuple[Mapping, ...] = ()
+    pass_permutations: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def ranking(self) -> list[str]:
+        """Candidate ids in the teacher's order."""
+        return [self.cands[i] for i in self.permutation]
+
+    @property
+    def identity(self) -> bool:
+        return list(self.permutation) == list(range(len(self.cands)))
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["repairs"] = dict(self.repairs)
+        return d
+
+
+def passage_prompt_text(p: Passage) -> str:
+    """How a passage is shown to the LLM: ``title. text`` (as the shared SciFact labels were made)."""
+    return f"{p.title}. {p.text}" if p.title else p.text
+
+
+# ---------------------------------------------------------------- reading / writing
+
+
+def _label_from_obj(obj: dict, path, line: int) -> Label:
+    for key in ("qid", "cands"):
+        if key not in obj:
+            raise DataError(path, line, f"expected a label object with field {key!r}, got fields {sorted(obj)}")
+    qid, cands = str(obj["qid"]), obj["cands"]
+    if not isinstance(cands, list) or not cands:
+        raise DataError(path, line, f"expected 'cands' to be a non-empty list of ids, got {cands!r:.80}")
+    cands = tuple(str(c) for c in cands)
+    if len(set(cands)) != len(cands):
+        raise DataError(path, line, f"duplicate candidate ids in 'cands' of query {qid!r}")
+    n = len(cands)
+    if "permutation" in obj:
+        perm = obj["permutation"]
+        if not isinstance(perm, list) or sorted(perm) != list(range(n)):
+            raise DataError(path, line, f"expected 'permutation' to be a permutation of 0..{n - 1}, got {perm!r:.120}")
+        return Label(
+            qid=qid,
+            cands=cands,
+            permutation=tuple(perm),
+            outputs=tuple(obj.get("outputs", ())),
+            model=str(obj.get("model", "")),
+            template=str(obj.get("template", "")),
+            prompt_hash=str(obj.get("prompt_hash", "")),
+            prompt_tokens=int(obj.get("prompt_tokens", 0)),
+            completion_tokens=int(obj.get("completion_tokens", 0)),
+            repairs=dict(obj.get("repairs", {})),
+            calls=tuple(obj.get("calls", ())),
+            pass_permutations=tuple(tuple(p) for p in obj.get("pass_permutations", ())),
+        )
+    if "output" in obj:  # the shared / imported format: raw text with 1-based ids
+        from intdistill.llm import permutation as perm_mod
+        from intdistill.llm import prompts
+
+        if not isinstance(obj["output"], str):
+            raise DataError(path, line, f"expected 'output' to be the LLM's text, got {type(obj['output']).__name__}")
+        parsed = perm_mod.parse(obj["output"], n)
+        tmpl = prompts.TEMPLATES.get("scifact-shared")
+        repairs = {
+            "duplicates": parsed.duplicates,
+            "out_of_range": parsed.out_of_range,
+            "missing": parsed.missing,
+            "unparseable": int(parsed.unparseable),
+            "calls_repaired": int(bool(parsed.duplicates or parsed.out_of_range or parsed.missing or parsed.unparseable)),
+        }
+        return Label(
+            qid=qid,
+            cands=cands,
+            permutation=tuple(parsed.perm),
+            outputs=(obj["output"],),
+            model=str(obj.get("model", "")),
+            template=str(obj.get("template", "imported")),
+            prompt_hash=str(obj.get("prompt_hash", prompts.template_hash(tmpl) if tmpl else "")),
+            prompt_tokens=int(obj.get("prompt_tokens", 0)),
+            completion_tokens=int(obj.get("completion_tokens", 0)),
+            repairs=repairs,
+        )
+    raise DataError(path, line, "expected a 'permutation' (intdistill labels) or an 'output' (raw LLM text) field")
+
+
+def load_labels(path) -> dict[str, Label]:
+    """Read a label file (intdistill's or the shared/imported format). Errors name the file and line."""
+    path = Path(path)
+    labels: dict[str, Label] = {}
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, line_no, f"expected UTF-8 text, got undecodable byte at column {e.start + 1}") from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                if not text.endswith("\n") and line_no > 1:
+                    # the last line of a file cut off mid-write (a crash): it is re-labelled on resume
+                    log.warning("%s:%d: ignoring an incomplete last line (interrupted write)", path, line_no)
+                    continue
+                raise DataError(path, line_no, f"expected a JSON object, got invalid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(path, line_no, f"expected a JSON object, got {type(obj).__name__}")
+            label = _label_from_obj(obj, path, line_no)
+            if label.qid in labels:
+                raise DataError(path, line_no, f"duplicate label for query {label.qid!r}")
+            labels[label.qid] = label
+    return labels
+
+
+# ---------------------------------------------------------------- labelling
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    queries_total: int
+    queries_done_before: int
+    queries_labelled: int
+    calls: int
+    cache_hits: int
+    calls_repaired: int
+    duplicates: int
+    out_of_range: int
+    missing: int
+    unparseable: int
+    identity: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+    def lines(self) -> list[str]:
+        n_calls = max(self.calls, 1)
+        return [
+            f"queries: {self.queries_labelled} labelled now, {self.queries_done_before} already done, "
+            f"{self.queries_total} in all",
+            f"calls: {self.calls} ({self.cache_hits} from cache)",
+            f"repairs: {self.calls_repaired}/{self.calls} calls repaired ({100 * self.calls_repaired / n_calls:.1f}%): "
+            f"{self.duplicates} duplicate ids dropped, {self.out_of_range} invented ids dropped, "
+            f"{self.missing} missing ids appended, {self.unparseable} unparseable answers",
+            f"identity permutations: {self.identity}/{max(self.queries_labelled, 1)}",
+            f"tokens: {self.prompt_tokens} in, {self.completion_tokens} out; {self.seconds:.1f} s "
+            f"({self.seconds / max(self.queries_labelled, 1):.2f} s/query)",
+        ]
+
+
+def _label_of(qid, cands, result, client, cfg) -> Label:
+    from intdistill.llm import prompts
+
+    tmpl = prompts.TEMPLATES[cfg.template]
+    calls = []
+    rep = Counter()
+    for c in result.calls:
+        calls.append(
+            {
+                "pass": c.pass_index,
+                "start": c.start,
+                "shown": list(c.shown),
+                "parsed": list(c.parsed),
+                "duplicates": c.duplicates,
+                "out_of_range": c.out_of_range,
+                "missing": c.missing,
+                "unparseable": c.unparseable,
+                "prompt_tokens": c.prompt_tokens,
+                "completion_tokens": c.completion_tokens,
+                "cached": c.cached,
+                "latency_s": round(c.latency_s, 4),
+            }
+        )
+        rep["duplicates"] += c.duplicates
+        rep["out_of_range"] += c.out_of_range
+        rep["missing"] += c.missing
+        rep["unparseable"] += int(c.unparseable)
+        rep["calls_repaired"] += int(c.repaired)
+    return Label(
+        qid=qid,
+        cands=tuple(cands),
+        permutation=tuple(result.permutation),
+        outputs=tuple(c.output for c in result.calls),
+        model=client.model,
+        template=cfg.template,
+        prompt_hash=prompts.template_hash(tmpl),
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        repairs={k: rep.get(k, 0) for k in REPAIR_KEYS},
+        calls=tuple(calls),
+        pass_permutations=tuple(result.pass_permutations) if len(result.pass_permutations) > 1 else (),
+    )
+
+
+def label_candidates(
+    candidates: Mapping[str, Sequence[str]],
+    queries: Mapping[str, Query],
+    corpus: Mapping[str, Passage],
+    client,
+    out_path,
+    cfg=None,
+    *,
+    chunk: int = 8,
+    progress: bool = True,
+    passage_text: Callable[[Passage], str] = passage_prompt_text,
+) -> LabelSummary:
+    """Label every query's candidate list with the LLM and append the labels to ``out_path``.
+
+    ``candidates``: qid -> candidate ids in first-stage order. Queries already in ``out_path`` are skipped
+    (resume); their label file lines must come from the same model and template, else a DataError.
+    Queries go to the LLM ``chunk`` at a time and each finished query's line is written and flushed at once.
+    Budget stops (``BudgetExceeded``) and Ctrl-C propagate after everything finished is saved.
+    """
+    from tqdm.auto import tqdm
+
+    from intdistill.llm import listwise, prompts
+
+    cfg = cfg or listwise.ListwiseConfig()
+    out_path = Path(out_path)
+    for qid, cands in candidates.items():
+        if qid not in queries:
+            raise DataError(None, None, f"candidates name query {qid!r}, which is not in the queries")
+        missing = [c for c in cands if c not in corpus]
+        if missing:
+            raise DataError(None, None, f"candidates of query {qid!r} name {len(missing)} ids not in the corpus, e.g. {missing[0]!r}")
+    done = load_labels(out_path) if out_path.exists() else {}
+    want_hash = prompts.template_hash(prompts.TEMPLATES[cfg.template])
+    for lab in done.values():
+        if (lab.model, lab.prompt_hash) != (client.model, want_hash):
+            raise DataError(
+                out_path,
+                None,
+                f"existing labels come from model {lab.model!r} / prompt {lab.prompt_hash!r}, this run uses "
+                f"{client.model!r} / {want_hash!r}: write to another --out",
+            )
+    todo = [q for q in candidates if q not in done]
+    stats = Counter()
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(candidates), initial=len(candidates) - len(todo), desc="label", unit="q", disable=not progress)
+    # Rewrite a file whose last line was cut off mid-write, so appends start on a fresh line.
+    if out_path.exists() and out_path.stat().st_size and not out_path.read_bytes().endswith(b"\n"):
+        good = b"".join(json.dumps(lab.to_json(), ensure_ascii=False).encode() + b"\n" for lab in done.values())
+        tmp = out_path.with_suffix(out_path.suffix + ".tmp")
+        tmp.write_bytes(good)
+        os.replace(tmp, out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(out_path, "a", encoding="utf-8") as out:
+            for s in range(0, len(todo), chunk):
+                qids = todo[s : s + chunk]
+                items = [
+                    (q, queries[q].text, [passage_text(corpus[d]) for d in candidates[q]]) for q in qids
+                ]
+                results = listwise.rank_queries(client, items, cfg)
+                for q, res in zip(qids, results):
+                    lab = _label_of(q, candidates[q], res, client, cfg)
+                    out.write(json.dumps(lab.to_json(), ensure_ascii=False) + "\n")
+                    out.flush()
+                    os.fsync(out.fileno())
+                    stats["queries"] += 1
+                    stats["identity"] += int(lab.identity)
+                    stats["prompt_tokens"] += lab.prompt_tokens
+                    stats["completion_tokens"] += lab.completion_tokens
+                    for c in res.calls:
+                        stats["calls"] += 1
+                        stats["cache_hits"] += int(c.cached)
+                    for k in REPAIR_KEYS:
+                        stats[k] += lab.repairs.get(k, 0)
+                bar.update(len(qids))
+                el = time.perf_counter() - t0
+                bar.set_postfix(tok_s=f"{(stats['prompt_tokens'] + stats['completion_tokens']) / max(el, 1e-9):.0f}",
+                                repaired=stats["calls_repaired"])
+    finally:
+        bar.close()
+    return LabelSummary(
+        queries_total=len(candidates),
+        queries_done_before=len(done),
+        queries_labelled=stats["queries"],
+        calls=stats["calls"],
+        cache_hits=stats["cache_hits"],
+        calls_repaired=stats["calls_repaired"],
+        duplicates=stats["duplicates"],
+        out_of_range=stats["out_of_range"],
+        missing=stats["missing"],
+        unparseable=stats["unparseable"],
+        identity=stats["identity"],
+        prompt_tokens=stats["prompt_tokens"],
+        completion_tokens=stats["completion_tokens"],
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# ---------------------------------------------------------------- teacher-quality report
+
+
+@dataclass(frozen=True)
+class TeacherReport:
+    """The teacher's order vs the first stage's order inside the same candidate lists."""
+
+    judged_by: str  # "qrels" or "answers"
+    n_labels: int
+    n_judged: int  # labelled queries with judgements (qrels entry, or answers)
+    n_with_relevant: int  # of those, lists holding at least one relevant candidate
+    teacher: Mapping[str, float]
+    first_stage: Mapping[str, float]
+    p_values: Mapping[str, float]  # paired randomisation test, teacher vs first stage
+    identity_rate: float
+    repair_rate: float  # share of calls whose answer needed any repair
+    repairs: Mapping[str, int]
+    position_counts: tuple[tuple[int, ...], ...]  # [first-stage position][teacher rank] -> count
+    main_measure: str
+
+    @property
+    def verdict(self) -> str:
+        """"better" / "worse" (significant at 0.05 on the main measure) or "no significant difference"."""
+        m = self.main_measure
+        delta = self.teacher[m] - self.first_stage[m]
+        if self.p_values[m] < 0.05:
+            return "better" if delta > 0 else "worse"
+        return "no significant difference"
+
+    def lines(self) -> list[str]:
+        out = [
+            f"labels: {self.n_labels}; judged by {self.judged_by}: {self.n_judged} "
+            f"({self.n_with_relevant} with a relevant candidate in the list)",
+            f"{'measure':<12}{'first stage':>12}{'teacher':>10}{'delta':>9}{'p':>8}",
+        ]
+        for m in self.teacher:
+            d = self.teacher[m] - self.first_stage[m]
+            out.append(f"{m:<12}{self.first_stage[m]:>12.4f}{self.teacher[m]:>10.4f}{d:>+9.4f}{self.p_values[m]:>8.4f}")
+        out.append(f"identity permutations: {100 * self.identity_rate:.1f}%; calls repaired: {100 * self.repair_rate:.1f}% "
+                   f"({', '.join(f'{k} {v}' for k, v in self.repairs.items())})")
+        out.append(f"verdict: the teacher is {self.verdict} than the first stage on {self.main_measure}"
+                   if self.verdict != "no significant difference"
+                   else f"verdict: no significant difference on {self.main_measure} (p={self.p_values[self.main_measure]:.3f})")
+        return out
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["verdict"] = self.verdict
+        return d
+
+
+def answer_qrels(labels: Mapping[str, Label], queries: Mapping[str, Query], corpus: Mapping[str, Passage]) -> dict:
+    """Pseudo-qrels from answer strings: a candidate is relevant when it contains an answer (DPR has-answer)."""
+    from intdistill import _core
+
+    qids = [q for q in labels if q in queries and queries[q].answers]
+    hits = _core.has_answer(
+        [[corpus[d].text for d in labels[q].cands] for q in qids], [list(queries[q].answers) for q in qids]
+    )
+    return {q: {d: int(h) for d, h in zip(labels[q].cands, hs)} for q, hs in zip(qids, hits)}
+
+
+def teacher_report(
+    labels: Mapping[str, Label],
+    *,
+    qrels: Mapping[str, Mapping[str, int]] | None = None,
+    queries: Mapping[str, Query] | None = None,
+    corpus: Mapping[str, Passage] | None = None,
+    k: int = 10,
+    n_resamples: int = 10000,
+) -> TeacherReport:
+    """Compare the teacher's order with the first stage's on the labelled queries that have judgements.
+
+    With ``qrels``: nDCG@k, RR@k and Success@1 (ideal from the full qrels, so the numbers equal those of the
+    reranked run). With answers (``queries`` having answers, plus ``corpus``): candidates that contain an
+    answer count as relevant, and the measures are nDCG@k, RR@k and Acc@1. Paired randomisation test per measure.
+    """
+    from intdistill.evaluate import evaluate, paired_test
+
+    if not labels:
+        raise ValueError("no labels to report on")
+    if qrels is not None:
+        judged_by, rel = "qrels", {q: qrels[q] for q in labels if q in qrels}
+        measures = [f"nDCG@{k}", f"RR@{k}", "Success@1"]
+    elif queries is not None and corpus is not None:
+        judged_by, rel = "answers", answer_qrels(labels, queries, corpus)
+        measures = [f"nDCG@{k}", f"RR@{k}", "Success@1"]
+    else:
+        raise ValueError("teacher_report needs qrels, or queries with answers and the corpus")
+    if not rel:
+        raise ValueError(f"none of the {len(labels)} labelled queries has {judged_by}")
+    fs_run, t_run = {}, {}
+    for q in rel:
+        lab = labels[q]
+        n = len(lab.cands)
+        fs_run[q] = {d: float(n - r) for r, d in enumerate(lab.cands)}
+        t_run[q] = {d: float(n - r) for r, d in enumerate(lab.ranking)}
+    fs = evaluate(rel, fs_run, measures)
+    te = evaluate(rel, t_run, measures)
+    names = {m: m for m in measures}
+    if judged_by == "answers":
+        names["Success@1"] = "Acc@1"
+    p_values = {
+        names[m]: paired_test(
+            {q: v[m] for q, v in te.per_query.items()}, {q: v[m] for q, v in fs.per_query.items()},
+            n_resamples=n_resamples,
+        ).p_value
+        for m in measures
+    }
+    n_max = max(len(l.cands) for l in labels.values())
+    counts = [[0] * n_max for _ in range(n_max)]
+    for lab in labels.values():
+        for rank, idx in enumerate(lab.permutation):
+            counts[idx][rank] += 1
+    n_calls = sum(max(len(l.outputs), 1) for l in labels.values())
+    repairs = Counter()
+    for lab in labels.values():
+        repairs.update({k2: int(v) for k2, v in lab.repairs.items()})
+    return TeacherReport(
+        judged_by=judged_by,
+        n_labels=len(labels),
+        n_judged=len(rel),
+        n_with_relevant=sum(1 for q in rel if any(rel[q].get(d, 0) > 0 for d in labels[q].cands)),
+        teacher={names[m]: te.mean[m] for m in measures},
+        first_stage={names[m]: fs.mean[m] for m in measures},
+        p_values=p_values,
+        identity_rate=sum(l.identity for l in labels.values()) / len(labels),
+        repair_rate=repairs.get("calls_repaired", 0) / max(n_calls, 1),
+        repairs={k2: repairs.get(k2, 0) for k2 in REPAIR_KEYS if k2 != "calls_repaired"},
+        position_counts=tuple(tuple(r) for r in counts),
+        main_measure=f"nDCG@{k}",
+    )
+
+
+def plot_positions(report: TeacherReport, path, title: str = "") -> Path:
+    """PNG: where the teacher puts each first-stage position (row-normalised heatmap + mean teacher rank)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # optional dependency
+        raise ImportError("plots need matplotlib: pip install 'intdistill[plot]'") from e
+    import numpy as np
+
+    counts = np.array(report.position_counts, dtype=float)
+    n = counts.shape[0]
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    mean_rank = (counts * np.arange(1, n + 1)[None, :]).sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    im = ax1.imshow(share, cmap="viridis", vmin=0, vmax=max(share.max(), 1e-9))
+    ax1.set_xlabel("teacher rank")
+    ax1.set_ylabel("first-stage position")
+    ax1.set_xticks(range(n), [str(i + 1) for i in range(n)])
+    ax1.set_yticks(range(n), [str(i + 1) for i in range(n)])
+    ax1.set_title("share of lists (row-normalised)")
+    fig.colorbar(im, ax=ax1, fraction=0.046)
+    ax2.bar(range(1, n + 1), mean_rank, color="tab:blue", label="teacher")
+    ax2.plot(range(1, n + 1), range(1, n + 1), "k--", label="unchanged")
+    ax2.set_xlabel("first-stage position")
+    ax2.set_ylabel("mean teacher rank")
+    ax2.set_title(f"identity {100 * report.identity_rate:.0f}%, verdict: {report.verdict}")
+    ax2.legend()
+    fig.suptitle(title or f"teacher vs first stage ({report.n_judged} judged lists)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -93,8 +93,9 @@ class FakeOpenAI:
         self._script: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self.requests: list[dict] = []  # {"body": parsed JSON or None, "headers": {lower-name: value}, "behaviour": ...}
-        self.in_flight = 0  # requests being answered now
-        self.max_in_flight = 0  # most requests answered at the same time
+        self.max_in_flight = 0  # most requests answered at the same time since the last reset()
+        self._gen = 0  # bumped by reset(): requests still running from before it are not counted
+        self._active: dict[int, int] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -109,12 +110,19 @@ class FakeOpenAI:
         with self._lock:
             self._script.clear()
             self.requests.clear()
-            self.max_in_flight = self.in_flight
+            self._gen += 1
+            self.max_in_flight = 0
 
     @property
     def n_requests(self) -> int:
         with self._lock:
             return len(self.requests)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests (since the last reset()) being answered now."""
+        with self._lock:
+            return self._active.get(self._gen, 0)
 
     @property
     def pending(self) -> int:
@@ -160,8 +168,9 @@ class FakeOpenAI:
                     return
                 b = fake._next(body, headers)
                 with fake._lock:
-                    fake.in_flight += 1
-                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    gen = fake._gen
+                    fake._active[gen] = fake._active.get(gen, 0) + 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake._active[gen])
                 try:
                     if b.delay:
                         time.sleep(b.delay)
@@ -170,7 +179,7 @@ class FakeOpenAI:
                     pass  # the client gave up (timeout); nothing to do
                 finally:
                     with fake._lock:
-                        fake.in_flight -= 1
+                        fake._active[gen] -= 1
 
             def _answer(self, b: Behaviour, body: dict) -> None:
                 model = body.get("model", "fake-model")

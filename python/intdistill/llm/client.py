@@ -273,6 +273,8 @@ class LLMClient:
         finish (and be stored), then raise it. ``on_error="return"``: put the ``LLMError`` in that
         prompt's place and carry on. ``BudgetExceeded`` always stops the batch the same way (its
         ``results`` hold what was obtained). ``progress``: a tqdm bar on stderr (ETA, tokens/s).
+        Returns ``list[ChatResult]`` (``list[ChatResult | LLMError]`` with ``on_error="return"``).
+        Ctrl-C: calls in flight finish and are stored, then ``KeyboardInterrupt`` propagates.
         """
         if on_error not in ("raise", "return"):
             raise ValueError(f"on_error: expected 'raise' or 'return', got {on_error!r}")
@@ -321,13 +323,10 @@ class LLMClient:
                     try:
                         res = fut.result()
                     except LLMError as e:
-                        if on_error == "return":
-                            res = e
-                        elif stop is None:
-                            stop = e
+                        if on_error == "raise":
+                            stop = stop or e  # already logged and counted by _call
                             continue
-                        else:
-                            continue
+                        res = e
                     else:
                         out_tokens += res.completion_tokens or 0
                     for i in positions[req.key()]:

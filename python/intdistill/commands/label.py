@@ -63,5 +63,5 @@ def run(args) -> int:
             raise Stopped(f"{e}; labels so far are in {args.out}, rerun to go on") from None
     for line in summary.lines():
         print(line, file=sys.stderr)
-    print(client.ledger.summary_line() if hasattr(client.ledger, "summary_line") else client.ledger, file=sys.stderr)
+    print(f"ledger: {client.ledger}", file=sys.stderr)
     return 0

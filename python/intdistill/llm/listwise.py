@@ -154,8 +154,8 @@ def rank_queries(
                         out_of_range=parsed.out_of_range,
                         missing=parsed.missing,
                         unparseable=parsed.unparseable,
-                        prompt_tokens=ans.prompt_tokens,
-                        completion_tokens=ans.completion_tokens,
+                        prompt_tokens=ans.prompt_tokens or 0,
+                        completion_tokens=ans.completion_tokens or 0,
                         cached=ans.cached,
                         latency_s=ans.latency_s,
                     )

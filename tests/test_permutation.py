@@ -164,6 +164,26 @@ def test_batch_shapes_and_padding():
     assert perms.shape == (0, 5)
 
 
+def test_batch_blocks_and_fallbacks():
+    """More texts than one internal block (2**14), a text with NUL (item-by-item path for its block),
+    lone surrogates, and tuple / generator inputs all give the single-call results."""
+    rng = np.random.default_rng(0)
+    pool = ["[2] > [1] > [3]", "3, 1", "a\x00[3] > [1]", "\ud800 2 > 3", "<think>[1]</think>[3]", "", "Passage 2"]
+    texts = [pool[i] for i in rng.integers(0, len(pool), size=40_000)]
+    ns = rng.integers(1, 5, size=len(texts))
+    perms, st_ = _core.parse_permutations(texts, ns)
+    singles = {(t, int(n)): _core.parse_permutation(t, int(n)) for t, n in set(zip(texts, ns.tolist()))}
+    for i, (t, n) in enumerate(zip(texts, ns.tolist())):
+        perm, s = singles[(t, n)]
+        assert perms[i, :n].tolist() == perm
+        assert st_["missing"][i] == s["missing"] and st_["unparseable"][i] == s["unparseable"]
+    for variant in (tuple(texts[:50]), (t for t in texts[:50])):
+        got = _core.parse_permutations(variant, ns[:50])[0]
+        assert [got[i, :n].tolist() for i, n in enumerate(ns[:50])] == [perms[i, :n].tolist() for i, n in enumerate(ns[:50])]
+    with pytest.raises(ValueError, match=r"texts\[20000\]: expected str, got NoneType"):
+        _core.parse_permutations(texts[:20_000] + [None], 3)
+
+
 # ---------------------------------------------------------------- generated LLM-like outputs
 
 SEPARATORS = [" > ", ">", ", ", ",", " ", "\n", " -> ", " \u2192 ", " | ", " >> ", "; "]

@@ -52,9 +52,10 @@
 //!
 //! # Batch
 //! [`parse_permutations_padded`] runs over many outputs with rayon, one reusable [`Scratch`] per
-//! worker. The Python wrapper joins a list of texts with NUL and encodes it once (or copies item by
-//! item when a text contains NUL), releases the GIL, and returns a padded `(B, max n)` int32 array
-//! (`-1` pads) plus one numpy array per repair stat.
+//! worker. The Python wrapper works in blocks of 16,384 texts: it joins a block with NUL and
+//! encodes it once (copying item by item when a text contains NUL), releases the GIL to parse the
+//! block, and finally returns a padded `(B, max n)` int32 array (`-1` pads) plus one numpy array
+//! per repair stat.
 
 use std::borrow::Cow;
 
@@ -243,33 +244,41 @@ pub fn visible_text(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Step 2: all `[k]` ids in order.
+/// Step 2: all `[k]` ids in order. (The hot loop: most outputs are `[a] > [b] > ...`.)
 fn bracket_ids(b: &[u8], out: &mut Vec<u64>) {
+    let len = b.len();
     let mut i = 0usize;
-    while let Some(p) = find_byte(&b[i..], b'[') {
-        i += p;
-        {
-            let mut j = i + 1;
-            while j < b.len() && is_ws(b[j]) {
-                j += 1;
-            }
-            let d0 = j;
-            while j < b.len() && b[j].is_ascii_digit() {
-                j += 1;
-            }
-            let d1 = j;
-            if d1 > d0 {
-                while j < b.len() && is_ws(b[j]) {
-                    j += 1;
-                }
-                if j < b.len() && b[j] == b']' {
-                    out.push(digits_value(&b[d0..d1]));
-                    i = j + 1;
-                    continue;
-                }
-            }
-        }
+    while i < len {
+        let c = b[i];
         i += 1;
+        if c != b'[' {
+            continue;
+        }
+        // `i` is just past `[`; on failure the scan resumes there.
+        let mut j = i;
+        while j < len && is_ws(b[j]) {
+            j += 1;
+        }
+        let d0 = j;
+        let mut v: u64 = 0;
+        while j < len {
+            let d = b[j].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            v = v.saturating_mul(10).saturating_add(u64::from(d));
+            j += 1;
+        }
+        if j == d0 {
+            continue;
+        }
+        while j < len && is_ws(b[j]) {
+            j += 1;
+        }
+        if j < len && b[j] == b']' {
+            out.push(v);
+            i = j + 1;
+        }
     }
 }
 
@@ -540,15 +549,18 @@ pub fn parse_permutations(texts: &[&str], ns: &[usize]) -> Vec<(Vec<usize>, Repa
         .collect()
 }
 
-/// Batch parse into a padded row-major `(texts.len(), width)` buffer (`-1` after `ns[i]` entries);
-/// `width` must be at least every `ns[i]`. Returns one [`RepairStats`] per text.
+/// Batch parse into a padded row-major `(texts.len(), width)` buffer (`-1` after `ns[i]` entries)
+/// and one [`RepairStats`] per text. `width` must be at least every `ns[i]`; `width == 0` needs
+/// every `ns[i] == 0`.
 pub fn parse_permutations_padded(
     texts: &[&str],
     ns: &[usize],
     width: usize,
     out: &mut [i32],
-) -> Vec<RepairStats> {
+    stats: &mut [RepairStats],
+) {
     assert_eq!(texts.len(), ns.len(), "one candidate count per text");
+    assert_eq!(stats.len(), texts.len(), "one stats slot per text");
     assert_eq!(
         out.len(),
         texts.len() * width,
@@ -558,17 +570,14 @@ pub fn parse_permutations_padded(
         ns.iter().all(|&n| n <= width),
         "width must be at least every n"
     );
-    if texts.is_empty() {
-        return Vec::new();
-    }
     if width == 0 {
-        return texts
-            .par_iter()
-            .map(|t| parse_permutation(t, 0).1)
-            .collect();
+        stats
+            .par_iter_mut()
+            .zip(texts.par_iter())
+            .for_each(|(st, t)| *st = parse_permutation(t, 0).1);
+        return;
     }
-    let mut stats = vec![RepairStats::default(); texts.len()];
-    // Chunks of rows per task: enough work per task to amortise scheduling.
+    // Rows per task: enough work per task to amortise scheduling.
     const ROWS: usize = 256;
     out.par_chunks_mut(width * ROWS)
         .zip(stats.par_chunks_mut(ROWS))
@@ -584,7 +593,6 @@ pub fn parse_permutations_padded(
                 }
             }
         });
-    stats
 }
 
 /// The canonical text of a permutation: `[a] > [b] > ...` with 1-based ids (`""` when empty).
@@ -683,7 +691,7 @@ mod py {
     use numpy::{PyArray1, PyArray2, PyArrayMethods};
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
-    use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+    use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
     fn stats_dict<'py>(py: Python<'py>, s: &RepairStats) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -706,10 +714,11 @@ mod py {
         }
     }
 
-    fn check_n(n: i64, what: &str) -> PyResult<usize> {
+    fn check_n(n: i64, what: impl FnOnce() -> String) -> PyResult<usize> {
         if n < 1 || n > i32::MAX as i64 {
             return Err(PyValueError::new_err(format!(
-                "{what}: expected a candidate count in 1..={}, got {n}",
+                "{}: expected a candidate count in 1..={}, got {n}",
+                what(),
                 i32::MAX
             )));
         }
@@ -728,7 +737,7 @@ mod py {
         text: &Bound<'py, PyString>,
         n: i64,
     ) -> PyResult<(Vec<usize>, Bound<'py, PyDict>)> {
-        let n = check_n(n, "n")?;
+        let n = check_n(n, || "n".to_string())?;
         let t = text.to_string_lossy();
         let (perm, stats) = super::parse_permutation(&t, n);
         Ok((perm, stats_dict(py, &stats)?))
@@ -746,12 +755,67 @@ mod py {
         (fmt.name(), ids)
     }
 
+    /// Texts per GIL round trip in `parse_permutations`: joined, encoded and parsed a block at a
+    /// time so the buffers stay small (cache-resident, reused by the allocator).
+    const BLOCK: usize = 1 << 14;
+
+    /// `texts[lo..hi]` as one UTF-8 buffer plus `(start, end)` byte ranges, lone surrogates
+    /// replaced by U+FFFD. Fast path: one `"\0".join` and one encode; a text that itself contains
+    /// NUL, or an item that is not a str, sends the block to the item-by-item copy (which names a
+    /// bad item).
+    fn block_texts(
+        py: Python<'_>,
+        list: &Bound<'_, PyList>,
+        lo: usize,
+        hi: usize,
+        buf: &mut String,
+        bounds: &mut Vec<(usize, usize)>,
+    ) -> PyResult<()> {
+        buf.clear();
+        bounds.clear();
+        let block = list.get_slice(lo, hi);
+        let joined = PyString::new(py, "\0")
+            .call_method1("join", (&block,))
+            .and_then(|j| j.call_method1("encode", ("utf-8", "surrogatepass")));
+        if let Ok(bytes) = joined {
+            if let Ok(bytes) = bytes.cast::<PyBytes>() {
+                buf.push_str(&String::from_utf8_lossy(bytes.as_bytes()));
+                let mut start = 0usize;
+                for (k, _) in buf.match_indices('\0') {
+                    bounds.push((start, k));
+                    start = k + 1;
+                }
+                bounds.push((start, buf.len()));
+                if bounds.len() == hi - lo {
+                    return Ok(());
+                }
+                buf.clear();
+                bounds.clear();
+            }
+        }
+        for (k, item) in block.iter().enumerate() {
+            let s = item.cast::<PyString>().map_err(|_| {
+                let tname = item
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".to_string());
+                PyValueError::new_err(format!("texts[{}]: expected str, got {tname}", lo + k))
+            })?;
+            let start = buf.len();
+            push_text(buf, s);
+            bounds.push((start, buf.len()));
+        }
+        Ok(())
+    }
+
     /// parse_permutations(texts: list[str], n: int | list[int]) -> (ndarray, dict[str, ndarray])
     ///
     /// Batch `parse_permutation` (rayon, GIL released). Returns `perms`, an int32 array of shape
     /// `(len(texts), max n)` whose row `i` holds the permutation in its first `n_i` entries and
     /// `-1` after them, and a dict of arrays of length `len(texts)`: `duplicates`,
-    /// `out_of_range`, `missing` (int64) and `unparseable`, `identity` (bool).
+    /// `out_of_range`, `missing` (int64) and `unparseable`, `identity` (bool). `n` is one count
+    /// for every text or one per text (a sequence or an int64 array).
     #[pyfunction]
     #[pyo3(name = "parse_permutations")]
     #[allow(clippy::type_complexity)]
@@ -765,22 +829,17 @@ mod py {
                 "texts: expected a sequence of str, got a single str",
             ));
         }
-        // An iterator without len() is read once into a list.
-        let materialised;
-        let texts = match texts.len() {
-            Ok(_) => texts,
-            Err(_) => {
-                materialised = PyList::new(py, texts.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
-                materialised.as_any()
-            }
+        let list = match texts.cast::<PyList>() {
+            Ok(l) => l.clone(),
+            Err(_) => PyList::new(py, texts.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
         };
-        let count = texts.len()?;
+        let count = list.len();
         let mut width = 0usize;
         let ns: Vec<usize> = if let Ok(k) = n.extract::<i64>() {
-            width = check_n(k, "n")?;
+            width = check_n(k, || "n".to_string())?;
             vec![width; count]
         } else {
-            let list: Vec<i64> = if let Ok(arr) = n.cast::<PyArray1<i64>>() {
+            let given: Vec<i64> = if let Ok(arr) = n.cast::<PyArray1<i64>>() {
                 arr.to_vec()
                     .map_err(|e| PyValueError::new_err(format!("n: {e}")))?
             } else {
@@ -794,86 +853,37 @@ mod py {
                     ))
                 })?
             };
-            if list.len() != count {
+            if given.len() != count {
                 return Err(PyValueError::new_err(format!(
                     "n: expected one candidate count per text ({count}), got {}",
-                    list.len()
+                    given.len()
                 )));
             }
-            list.iter()
+            given
+                .iter()
                 .enumerate()
-                .map(|(i, &k)| check_n(k, &format!("n[{i}]")))
+                .map(|(i, &k)| check_n(k, || format!("n[{i}]")))
                 .collect::<PyResult<_>>()?
         };
         let width = ns.iter().copied().max().unwrap_or(width);
-        let run = |strs: &[&str]| {
-            let mut flat = vec![-1i32; strs.len() * width];
-            let stats = super::parse_permutations_padded(strs, &ns, width, &mut flat);
-            (flat, stats)
-        };
-        // Fast path for a list/tuple of str: one `"\0".join`, one encode, no copy; the texts are
-        // split again without the GIL. A text that itself contains NUL, or an item that is not a
-        // str, sends us to the item-by-item path below (which names a bad item).
-        let joined = if count > 0
-            && (texts.is_instance_of::<PyList>() || texts.is_instance_of::<PyTuple>())
-        {
-            PyString::new(py, "\0")
-                .call_method1("join", (texts,))
-                .and_then(|j| j.call_method1("encode", ("utf-8", "surrogatepass")))
-                .ok()
-                .and_then(|b| b.cast_into::<PyBytes>().ok())
-        } else {
-            None
-        };
-        let mut result = None;
-        if let Some(bytes) = &joined {
-            let all: &[u8] = bytes.as_bytes();
-            result = py.detach(|| {
-                let lossy;
-                let s: &str = match std::str::from_utf8(all) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        // Lone surrogates (encoded by "surrogatepass") become U+FFFD.
-                        lossy = String::from_utf8_lossy(all);
-                        &lossy
-                    }
-                };
-                let strs: Vec<&str> = s.split('\0').collect();
-                (strs.len() == count).then(|| run(&strs))
+
+        let mut flat = vec![-1i32; count * width];
+        let mut stats = vec![RepairStats::default(); count];
+        let (mut buf, mut bounds) = (String::new(), Vec::new());
+        let mut lo = 0usize;
+        while lo < count {
+            let hi = (lo + BLOCK).min(count);
+            block_texts(py, &list, lo, hi, &mut buf, &mut bounds)?;
+            let rows = &mut flat[lo * width..hi * width];
+            let sts = &mut stats[lo..hi];
+            let ks = &ns[lo..hi];
+            let (b, bd) = (&buf, &bounds);
+            py.detach(|| {
+                let strs: Vec<&str> = bd.iter().map(|&(s, e)| &b[s..e]).collect();
+                super::parse_permutations_padded(&strs, ks, width, rows, sts);
             });
+            lo = hi;
         }
-        let (flat, stats) = match result {
-            Some(r) => r,
-            None => {
-                // Copy every text into one buffer (UTF-8, lone surrogates replaced by U+FFFD).
-                let mut buf = String::new();
-                let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(count);
-                for (i, item) in texts.try_iter()?.enumerate() {
-                    let item = item?;
-                    let s = item.cast::<PyString>().map_err(|_| {
-                        let tname = item
-                            .get_type()
-                            .name()
-                            .map(|n| n.to_string())
-                            .unwrap_or_else(|_| "?".to_string());
-                        PyValueError::new_err(format!("texts[{i}]: expected str, got {tname}"))
-                    })?;
-                    let start = buf.len();
-                    push_text(&mut buf, s);
-                    bounds.push((start, buf.len()));
-                }
-                if bounds.len() != count {
-                    return Err(PyValueError::new_err(format!(
-                        "texts: expected {count} items, the iterator gave {}",
-                        bounds.len()
-                    )));
-                }
-                py.detach(|| {
-                    let strs: Vec<&str> = bounds.iter().map(|&(s, e)| &buf[s..e]).collect();
-                    run(&strs)
-                })
-            }
-        };
         let perms = PyArray1::from_vec(py, flat).reshape([count, width])?;
         let d = PyDict::new(py);
         let col = |f: fn(&RepairStats) -> i64| stats.iter().map(f).collect::<Vec<i64>>();
@@ -886,17 +896,12 @@ mod py {
             PyArray1::from_vec(py, col(|s| s.out_of_range as i64)),
         )?;
         d.set_item("missing", PyArray1::from_vec(py, col(|s| s.missing as i64)))?;
+        let flag = |f: fn(&RepairStats) -> bool| stats.iter().map(f).collect::<Vec<bool>>();
         d.set_item(
             "unparseable",
-            PyArray1::from_vec(
-                py,
-                stats.iter().map(|s| s.unparseable).collect::<Vec<bool>>(),
-            ),
+            PyArray1::from_vec(py, flag(|s| s.unparseable)),
         )?;
-        d.set_item(
-            "identity",
-            PyArray1::from_vec(py, stats.iter().map(|s| s.identity).collect::<Vec<bool>>()),
-        )?;
+        d.set_item("identity", PyArray1::from_vec(py, flag(|s| s.identity)))?;
         Ok((perms, d))
     }
 
@@ -1115,7 +1120,8 @@ mod tests {
         let texts = ["[2] > [1]", "3 > 1", "junk", "<think>"];
         let ns = [2, 3, 4, 1];
         let mut out = vec![0i32; 4 * 4];
-        let stats = parse_permutations_padded(&texts, &ns, 4, &mut out);
+        let mut stats = vec![RepairStats::default(); 4];
+        parse_permutations_padded(&texts, &ns, 4, &mut out, &mut stats);
         assert_eq!(
             out,
             vec![1, 0, -1, -1, 2, 0, 1, -1, 0, 1, 2, 3, 0, -1, -1, -1]

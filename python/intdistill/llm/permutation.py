@@ -137,7 +137,11 @@ def apply_window(order: Sequence[int], start: int, window_perm: Sequence[int]) -
 def window_starts(n: int, window: int, step: int) -> list[int]:
     """Back-to-front window starts over ``n`` candidates: ``n-window, n-window-step, ...`` while
     positive, then ``0``; ``[0]`` when ``0 < n <= window``; ``[]`` when ``n == 0``.
-    Requires ``window >= 1`` and ``1 <= step <= window`` (RankGPT: window 20, step 10)."""
+    Requires ``window >= 1`` and ``1 <= step <= window`` (RankGPT: window 20, step 10).
+
+    The window at start ``s`` covers ``order[s : min(s + window, n)]``; prompt it with those
+    ``w`` candidates as ``[1]..[w]`` and merge with ``apply_window(order, s, parse(text, w).perm)``.
+    With a perfect window ranker one pass puts the true top ``window - step`` first, in order."""
     return _core.window_starts(int(n), int(window), int(step))
 
 

@@ -58,6 +58,7 @@ from typing import NamedTuple, Union
 import numpy as np
 
 __all__ = [
+    "ANSWERS",
     "DEFAULT_MEASURES",
     "REGISTRY",
     "Evaluation",

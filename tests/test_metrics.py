@@ -316,6 +316,18 @@ def test_csr_arrays_validated():
         _core.evaluate_csr(*args()[:-1], [("map", 3)])
 
 
+def test_prepare_topk_full_rows_hand():
+    # no padding, every judged query searched: the fast branch; ties break by doc id ("b" > "a")
+    doc_ids = ["a", "b", "c"]
+    idx = np.array([[0, 1], [2, 0], [1, 2]])
+    scores = np.array([[1.0, 1.0], [3.0, 2.0], [0.5, 0.25]])
+    p = prepare_topk({"q0": {"a": 1}, "q1": {"a": 2, "zz": 1}}, ["q0", "q1", "q2"], doc_ids, idx, scores)
+    e = evaluate_prepared(p, ["RR@2", "R@2"])
+    assert e.per_query == {"q0": {"RR@2": 0.5, "R@2": 1.0}, "q1": {"RR@2": 0.5, "R@2": 0.5}}
+    assert (e.n_queries, e.n_missing, e.n_ignored) == (2, 0, 1)
+    assert p.run_offsets.tolist() == [0, 2, 4]
+
+
 def test_prepare_topk_validation():
     q = {"q0": {"a": 1}}
     with pytest.raises(ValueError, match=r"shape \(n_queries, k\), got \(2, 3\) and \(2, 2\)"):

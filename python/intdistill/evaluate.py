@@ -301,8 +301,9 @@ def _qrels_arrays(judged, code: Mapping[str, int]):
 def prepare(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]]) -> Prepared:
     """CSR form of ``qrels`` and ``run`` dicts (doc codes over the union of their doc ids).
 
-    Costs about as much as one :func:`evaluate` call (it reads every result); it pays off when the
-    same pair is evaluated many times, and it is the model for :func:`prepare_topk`.
+    Slower than one :func:`evaluate` call on the same dicts, which needs no doc id interning: every
+    result's doc id is hashed and looked up here. Use it to evaluate one pair many times or to get
+    the arrays; runs that come out of an index are better built with :func:`prepare_topk`.
     """
     judged = _judged(qrels)
     if not isinstance(run, Mapping):
@@ -373,10 +374,19 @@ def prepare_topk(
     doc_code = np.fromiter(map(code.__getitem__, doc_ids), dtype=np.int64, count=n_docs)
     q_off, q_docs, q_rels = _qrels_arrays(judged, code)
     rows = np.array([row_of.get(q, -1) for q, _ in judged], dtype=np.int64)
-    sel = idx[np.maximum(rows, 0)]
-    valid = (sel >= 0) & (rows >= 0)[:, None]
-    r_off = np.zeros(len(judged) + 1, dtype=np.int64)
-    np.cumsum(valid.sum(axis=1), out=r_off[1:])
+    n_missing = int((rows < 0).sum())
+    if n_missing == 0 and (idx.size == 0 or idx.min() >= 0):  # no padding: every row is full
+        k = idx.shape[1]
+        r_off = np.arange(len(judged) + 1, dtype=np.int64) * k
+        r_docs = doc_code[idx[rows].ravel()]
+        r_scores = sc[rows].ravel()
+    else:
+        sel = idx[np.maximum(rows, 0)]  # (n_judged, k)
+        valid = (sel >= 0) & (rows >= 0)[:, None]
+        r_off = np.zeros(len(judged) + 1, dtype=np.int64)
+        np.cumsum(valid.sum(axis=1), out=r_off[1:])
+        r_docs = doc_code[sel[valid]]
+        r_scores = np.ascontiguousarray(sc[np.maximum(rows, 0)][valid])
     judged_ids = {q for q, _ in judged}
     return Prepared(
         qids=tuple(q for q, _ in judged),
@@ -384,9 +394,9 @@ def prepare_topk(
         qrels_docs=q_docs,
         qrels_rels=q_rels,
         run_offsets=r_off,
-        run_docs=doc_code[sel[valid]],
-        run_scores=np.ascontiguousarray(sc[np.maximum(rows, 0)][valid]),
-        n_missing=int((rows < 0).sum()),
+        run_docs=r_docs,
+        run_scores=r_scores,
+        n_missing=n_missing,
         n_ignored=sum(q not in judged_ids for q in query_ids),
     )
 

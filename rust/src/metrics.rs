@@ -56,7 +56,10 @@ impl Kind {
             .map(|(_, k)| *k)
             .ok_or_else(|| {
                 let known: Vec<&str> = Kind::NAMES.iter().map(|(n, _)| *n).collect();
-                format!("unknown measure kind {name:?}; expected one of {}", known.join(", "))
+                format!(
+                    "unknown measure kind {name:?}; expected one of {}",
+                    known.join(", ")
+                )
             })
     }
 }
@@ -109,7 +112,8 @@ pub fn query_values(hits: &[(u64, i64)], ideal: &[i64], measures: &[Measure], ou
         let within = hits.iter().take_while(|(r, _)| *r <= k);
         *slot = match m.kind {
             Kind::Ndcg => {
-                let dcg: f64 = within.fold(0.0, |s, &(r, g)| s + g as f64 / ((r + 1) as f64).log2());
+                let dcg: f64 =
+                    within.fold(0.0, |s, &(r, g)| s + g as f64 / ((r + 1) as f64).log2());
                 let idcg: f64 = ideal
                     .iter()
                     .take(m.k)
@@ -129,7 +133,10 @@ pub fn query_values(hits: &[(u64, i64)], ideal: &[i64], measures: &[Measure], ou
                 }
             }
             Kind::Precision => within.count() as f64 / m.k as f64,
-            Kind::RecipRank => hits.first().filter(|(r, _)| *r <= k).map_or(0.0, |&(r, _)| 1.0 / r as f64),
+            Kind::RecipRank => hits
+                .first()
+                .filter(|(r, _)| *r <= k)
+                .map_or(0.0, |&(r, _)| 1.0 / r as f64),
             Kind::AveragePrecision => {
                 if n_rel == 0 {
                     0.0
@@ -161,7 +168,9 @@ pub fn ideal_gains(rels: impl Iterator<Item = i64>) -> Vec<i64> {
 /// Checks CSR offsets: `offsets[0] == 0`, non-decreasing, last == `len`. `what` names the array.
 pub fn check_offsets(offsets: &[i64], len: usize, what: &str) -> Result<(), String> {
     if offsets.is_empty() {
-        return Err(format!("{what}: offsets must have n_queries + 1 >= 1 entries, got 0"));
+        return Err(format!(
+            "{what}: offsets must have n_queries + 1 >= 1 entries, got 0"
+        ));
     }
     if offsets[0] != 0 {
         return Err(format!("{what}: offsets[0] must be 0, got {}", offsets[0]));
@@ -179,7 +188,9 @@ pub fn check_offsets(offsets: &[i64], len: usize, what: &str) -> Result<(), Stri
     }
     let last = *offsets.last().unwrap();
     if last != len as i64 {
-        return Err(format!("{what}: offsets[-1] must equal the number of entries {len}, got {last}"));
+        return Err(format!(
+            "{what}: offsets[-1] must equal the number of entries {len}, got {last}"
+        ));
     }
     Ok(())
 }
@@ -227,8 +238,14 @@ impl CsrInput<'_> {
         check_offsets(self.qrels_offsets, self.qrels_docs.len(), "qrels")?;
         check_offsets(self.run_offsets, self.run_docs.len(), "run")?;
         for (name, docs) in [("qrels_docs", self.qrels_docs), ("run_docs", self.run_docs)] {
-            if let Some((i, &d)) = docs.iter().enumerate().find(|(_, &d)| !(0..=u32::MAX as i64).contains(&d)) {
-                return Err(format!("{name}[{i}]: doc codes must be in [0, 2^32), got {d}"));
+            if let Some((i, &d)) = docs
+                .iter()
+                .enumerate()
+                .find(|(_, &d)| !(0..=u32::MAX as i64).contains(&d))
+            {
+                return Err(format!(
+                    "{name}[{i}]: doc codes must be in [0, 2^32), got {d}"
+                ));
             }
         }
         if let Some(i) = self.run_scores.iter().position(|s| s.is_nan()) {
@@ -256,14 +273,28 @@ pub fn csr_query(
     scratch: &mut CsrScratch,
     out: &mut [f64],
 ) -> Result<(), String> {
-    let (qa, qb) = (input.qrels_offsets[q] as usize, input.qrels_offsets[q + 1] as usize);
-    let (ra, rb) = (input.run_offsets[q] as usize, input.run_offsets[q + 1] as usize);
+    let (qa, qb) = (
+        input.qrels_offsets[q] as usize,
+        input.qrels_offsets[q + 1] as usize,
+    );
+    let (ra, rb) = (
+        input.run_offsets[q] as usize,
+        input.run_offsets[q + 1] as usize,
+    );
     let judged = &mut scratch.judged;
     judged.clear();
-    judged.extend(input.qrels_docs[qa..qb].iter().zip(&input.qrels_rels[qa..qb]).map(|(&d, &r)| (d as u32, r)));
+    judged.extend(
+        input.qrels_docs[qa..qb]
+            .iter()
+            .zip(&input.qrels_rels[qa..qb])
+            .map(|(&d, &r)| (d as u32, r)),
+    );
     judged.sort_unstable_by_key(|&(d, _)| d);
     if let Some(w) = judged.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(format!("qrels of query {q}: doc code {} is judged twice", w[0].0));
+        return Err(format!(
+            "qrels of query {q}: doc code {} is judged twice",
+            w[0].0
+        ));
     }
     let ideal = ideal_gains(judged.iter().map(|&(_, r)| r));
 
@@ -309,7 +340,9 @@ pub fn evaluate_csr(input: &CsrInput<'_>, measures: &[Measure]) -> Result<Vec<f6
     values
         .par_chunks_mut(nm)
         .enumerate()
-        .try_for_each_init(CsrScratch::default, |scratch, (q, row)| csr_query(input, q, measures, depth, scratch, row))?;
+        .try_for_each_init(CsrScratch::default, |scratch, (q, row)| {
+            csr_query(input, q, measures, depth, scratch, row)
+        })?;
     Ok(values)
 }
 
@@ -359,7 +392,11 @@ pub fn count_ranks(keys: &[u32], hit_keys: &[u32], hit_rels: &[i64]) -> CountedQ
 pub fn kendall_tau(a: &[i64], b: &[i64]) -> Result<f64, String> {
     let n = a.len();
     if b.len() != n {
-        return Err(format!("the two rankings must have the same length, got {} and {}", n, b.len()));
+        return Err(format!(
+            "the two rankings must have the same length, got {} and {}",
+            n,
+            b.len()
+        ));
     }
     if n < 2 {
         return Err(format!("Kendall's tau needs at least 2 items, got {n}"));
@@ -374,7 +411,11 @@ pub fn kendall_tau(a: &[i64], b: &[i64]) -> Result<f64, String> {
     for &x in a {
         match b_pos.binary_search_by_key(&x, |&(item, _)| item) {
             Ok(p) => seq.push(b_pos[p].1),
-            Err(_) => return Err(format!("item {x} of the first ranking is missing from the second")),
+            Err(_) => {
+                return Err(format!(
+                    "item {x} of the first ranking is missing from the second"
+                ))
+            }
         }
     }
     // `a` has n entries, each found in `b` (n distinct): a duplicate in `a` would leave an item of `b`
@@ -446,30 +487,60 @@ pub fn ann_recall_row(approx: &[i64], exact: &[i64], k: usize) -> f64 {
 }
 
 /// ANN recall@k per query for row-major `approx (nq, wa)` and `exact (nq, we)`; parallel over rows.
-pub fn ann_recall(approx: &[i64], wa: usize, exact: &[i64], we: usize, k: usize) -> Result<Vec<f64>, String> {
+pub fn ann_recall(
+    approx: &[i64],
+    wa: usize,
+    exact: &[i64],
+    we: usize,
+    k: usize,
+) -> Result<Vec<f64>, String> {
     if k == 0 {
         return Err(format!("k must be >= 1, got k={k}"));
     }
     if k > wa || k > we {
-        return Err(format!("k={k} exceeds the result width: approx has {wa} columns, exact has {we}"));
+        return Err(format!(
+            "k={k} exceeds the result width: approx has {wa} columns, exact has {we}"
+        ));
     }
     let nq = approx.len() / wa;
     if exact.len() / we != nq {
-        return Err(format!("approx and exact must have the same number of rows, got {} and {}", nq, exact.len() / we));
+        return Err(format!(
+            "approx and exact must have the same number of rows, got {} and {}",
+            nq,
+            exact.len() / we
+        ));
     }
     Ok((0..nq)
         .into_par_iter()
-        .map(|q| ann_recall_row(&approx[q * wa..(q + 1) * wa], &exact[q * we..(q + 1) * we], k))
+        .map(|q| {
+            ann_recall_row(
+                &approx[q * wa..(q + 1) * wa],
+                &exact[q * we..(q + 1) * we],
+                k,
+            )
+        })
         .collect())
 }
 
 #[cfg(feature = "python")]
 mod py {
     use super::*;
-    use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+    use numpy::{
+        PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+        PyUntypedArrayMethods,
+    };
     use pyo3::exceptions::PyValueError;
     use pyo3::prelude::*;
     use pyo3::types::{PyDict, PyList};
+
+    /// `(qids, values (n_queries, n_measures), n_missing, n_ignored)`
+    type DictsResult<'py> = (Bound<'py, PyList>, Bound<'py, PyArray2<f64>>, usize, usize);
+    /// `(offsets, docs, scores)`
+    type RunCsr<'py> = (
+        Bound<'py, PyArray1<i64>>,
+        Bound<'py, PyArray1<i64>>,
+        Bound<'py, PyArray1<f64>>,
+    );
 
     fn parse_measures(measures: Vec<(String, usize)>) -> PyResult<Vec<Measure>> {
         measures
@@ -479,7 +550,12 @@ mod py {
             .map_err(PyValueError::new_err)
     }
 
-    fn matrix<'py>(py: Python<'py>, values: Vec<f64>, rows: usize, cols: usize) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn matrix<'py>(
+        py: Python<'py>,
+        values: Vec<f64>,
+        rows: usize,
+        cols: usize,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         PyArray1::from_vec(py, values).reshape([rows, cols])
     }
 
@@ -512,12 +588,18 @@ mod py {
             run_scores: run_scores.as_slice()?,
         };
         let nm = measures.len();
-        let values = py.detach(|| super::evaluate_csr(&input, &measures)).map_err(PyValueError::new_err)?;
+        let values = py
+            .detach(|| super::evaluate_csr(&input, &measures))
+            .map_err(PyValueError::new_err)?;
         let nq = input.qrels_offsets.len() - 1;
         matrix(py, values, nq, nm)
     }
 
-    fn score_of(qid: &Bound<'_, PyAny>, doc: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    fn score_of(
+        qid: &Bound<'_, PyAny>,
+        doc: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<f64> {
         match value.extract::<f64>() {
             Ok(s) if !s.is_nan() => Ok(s),
             _ => Err(PyValueError::new_err(format!(
@@ -531,32 +613,44 @@ mod py {
 
     /// Appends the score keys of all values of `results` to `keys`.
     ///
-    /// Fast path: values that are exact `float`s are read through borrowed pointers; no Python code
-    /// runs meanwhile, so the dict cannot change under the iteration. Any other value (int, numpy
-    /// scalar, NaN, a non-number) sends the whole query through the checked path, which converts
-    /// with `float()` semantics and names the bad value.
-    fn push_keys(qid: &Bound<'_, PyAny>, results: &Bound<'_, PyDict>, keys: &mut Vec<u32>) -> PyResult<()> {
+    /// Fast path: the values are copied into a list through the values view (iterating the dict
+    /// itself reads every key's cached hash, a cache miss per result when doc id strings are shared
+    /// across queries, which made this 2-3x slower) and read through borrowed pointers while they are
+    /// exact `float`s; no Python code runs meanwhile. Any other value (int, numpy scalar, NaN, a
+    /// non-number) sends the whole query through the checked path, which converts with `float()`
+    /// semantics and names the bad value.
+    fn push_keys(
+        qid: &Bound<'_, PyAny>,
+        results: &Bound<'_, PyDict>,
+        keys: &mut Vec<u32>,
+    ) -> PyResult<()> {
         let start = keys.len();
-        keys.reserve(results.len());
-        let mut pos: pyo3::ffi::Py_ssize_t = 0;
-        let mut key: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
-        let mut value: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+        // list(results.values()): the values view iterator reads entries without touching the keys
+        // (PyDict_Values and PyDict_Next read each key's hash on CPython 3.11)
+        let view = results.call_method0(pyo3::intern!(results.py(), "values"))?;
+        // SAFETY: PySequence_List returns a new reference or NULL with an exception set.
+        let values = unsafe {
+            Bound::from_owned_ptr_or_err(results.py(), pyo3::ffi::PySequence_List(view.as_ptr()))?
+        };
+        let values = values.cast_into::<PyList>().map_err(PyErr::from)?;
+        let n = values.len();
+        keys.reserve(n);
         let mut all_floats = true;
-        // SAFETY: the GIL is held (we have `results`), PyDict_Next yields borrowed pointers that stay
-        // valid because nothing below can run Python code or touch the dict.
-        unsafe {
-            while pyo3::ffi::PyDict_Next(results.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
-                if pyo3::ffi::PyFloat_CheckExact(value) == 0 {
-                    all_floats = false;
-                    break;
-                }
-                let s = pyo3::ffi::PyFloat_AsDouble(value);
-                if s.is_nan() {
-                    all_floats = false;
-                    break;
-                }
-                keys.push(score_key(s));
+        for i in 0..n {
+            // SAFETY: the GIL is held and `values` is a list we own of length n; PyList_GetItem
+            // returns a borrowed reference kept alive by the list.
+            let value =
+                unsafe { pyo3::ffi::PyList_GetItem(values.as_ptr(), i as pyo3::ffi::Py_ssize_t) };
+            if value.is_null() || unsafe { pyo3::ffi::PyFloat_CheckExact(value) } == 0 {
+                all_floats = false;
+                break;
             }
+            let s = unsafe { pyo3::ffi::PyFloat_AsDouble(value) };
+            if s.is_nan() {
+                all_floats = false;
+                break;
+            }
+            keys.push(score_key(s));
         }
         if !all_floats {
             keys.truncate(start);
@@ -567,9 +661,16 @@ mod py {
         Ok(())
     }
 
-    fn as_dict<'a, 'py>(obj: &'a Bound<'py, PyAny>, what: impl FnOnce() -> PyResult<String>) -> PyResult<&'a Bound<'py, PyDict>> {
+    fn as_dict<'a, 'py>(
+        obj: &'a Bound<'py, PyAny>,
+        what: impl FnOnce() -> PyResult<String>,
+    ) -> PyResult<&'a Bound<'py, PyDict>> {
         obj.cast::<PyDict>().map_err(|_| {
-            let type_name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+            let type_name = obj
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "?".into());
             match what() {
                 Ok(w) => PyValueError::new_err(format!("{w} must be a dict, got {type_name}")),
                 Err(e) => e,
@@ -591,7 +692,7 @@ mod py {
         qrels: &Bound<'py, PyAny>,
         run: &Bound<'py, PyAny>,
         measures: Vec<(String, usize)>,
-    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyArray2<f64>>, usize, usize)> {
+    ) -> PyResult<DictsResult<'py>> {
         let measures = parse_measures(measures)?;
         let qrels = as_dict(qrels, || Ok("qrels".to_string()))?;
         let run = as_dict(run, || Ok("run".to_string()))?;
@@ -683,7 +784,11 @@ mod py {
                 .into_par_iter()
                 .map(|q| {
                     let (ha, hb) = (hit_off[q], hit_off[q + 1]);
-                    count_ranks(&keys[key_off[q]..key_off[q + 1]], &hit_keys[ha..hb], &hit_rels[ha..hb])
+                    count_ranks(
+                        &keys[key_off[q]..key_off[q + 1]],
+                        &hit_keys[ha..hb],
+                        &hit_rels[ha..hb],
+                    )
                 })
                 .collect()
         });
@@ -694,7 +799,9 @@ mod py {
             if cq.tied.is_empty() {
                 continue;
             }
-            let results = run_dicts[q].as_ref().expect("a query with hits has results");
+            let results = run_dicts[q]
+                .as_ref()
+                .expect("a query with hits has results");
             let qid = qids.get_item(q)?;
             for &h in &cq.tied {
                 let (key, doc) = (hit_keys[hit_off[q] + h], &hit_docs[hit_off[q] + h]);
@@ -712,10 +819,19 @@ mod py {
             if nm == 0 {
                 return;
             }
-            values.par_chunks_mut(nm).zip(counted.par_iter_mut()).enumerate().for_each(|(q, (row, cq))| {
-                cq.hits.sort_unstable();
-                query_values(&cq.hits, &ideal[ideal_off[q]..ideal_off[q + 1]], &measures, row);
-            });
+            values
+                .par_chunks_mut(nm)
+                .zip(counted.par_iter_mut())
+                .enumerate()
+                .for_each(|(q, (row, cq))| {
+                    cq.hits.sort_unstable();
+                    query_values(
+                        &cq.hits,
+                        &ideal[ideal_off[q]..ideal_off[q + 1]],
+                        &measures,
+                        row,
+                    );
+                });
         });
         Ok((qids, matrix(py, values, nq, nm)?, n_missing, n_ignored))
     }
@@ -731,7 +847,7 @@ mod py {
         qids: &Bound<'py, PyList>,
         run: &Bound<'py, PyAny>,
         codes: &Bound<'py, PyDict>,
-    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>)> {
+    ) -> PyResult<RunCsr<'py>> {
         let run = as_dict(run, || Ok("run".to_string()))?;
         let mut offsets: Vec<i64> = Vec::with_capacity(qids.len() + 1);
         offsets.push(0);
@@ -759,7 +875,11 @@ mod py {
             }
             offsets.push(docs.len() as i64);
         }
-        Ok((PyArray1::from_vec(py, offsets), PyArray1::from_vec(py, docs), PyArray1::from_vec(py, scores)))
+        Ok((
+            PyArray1::from_vec(py, offsets),
+            PyArray1::from_vec(py, docs),
+            PyArray1::from_vec(py, scores),
+        ))
     }
 
     /// kendall_tau(a, b) -> float64 array (n_rows,)
@@ -786,7 +906,8 @@ mod py {
                 (0..rows)
                     .into_par_iter()
                     .map(|r| {
-                        super::kendall_tau(&a[r * n..(r + 1) * n], &b[r * n..(r + 1) * n]).map_err(|e| format!("row {r}: {e}"))
+                        super::kendall_tau(&a[r * n..(r + 1) * n], &b[r * n..(r + 1) * n])
+                            .map_err(|e| format!("row {r}: {e}"))
                     })
                     .collect::<Result<Vec<f64>, String>>()
             })
@@ -818,7 +939,9 @@ mod py {
             )));
         }
         let (a, e) = (approx.as_slice()?, exact.as_slice()?);
-        let r = py.detach(|| super::ann_recall(a, wa, e, we, k)).map_err(PyValueError::new_err)?;
+        let r = py
+            .detach(|| super::ann_recall(a, wa, e, we, k))
+            .map_err(PyValueError::new_err)?;
         Ok(PyArray1::from_vec(py, r))
     }
 
@@ -847,7 +970,19 @@ mod tests {
 
     #[test]
     fn score_key_orders_like_f32_and_merges_zeros() {
-        let xs = [-1e30, -2.5, -1.0, -1e-30, 0.0, 1e-30, 0.5, 1.0, 3.0, 1e30, f64::INFINITY];
+        let xs = [
+            -1e30,
+            -2.5,
+            -1.0,
+            -1e-30,
+            0.0,
+            1e-30,
+            0.5,
+            1.0,
+            3.0,
+            1e30,
+            f64::INFINITY,
+        ];
         for w in xs.windows(2) {
             assert!(score_key(w[0]) <= score_key(w[1]), "{} vs {}", w[0], w[1]);
         }
@@ -878,7 +1013,17 @@ mod tests {
         query_values(&hits, &ideal, &ms, &mut out);
         let dcg = 2.0 / 3f64.log2() + 1.0 / 5f64.log2();
         let idcg = 3.0 + 2.0 / 3f64.log2() + 1.0 / 2.0;
-        let want = [dcg / idcg, 2.0 / 3.0, 0.4, 0.5, (1.0 / 2.0 + 2.0 / 4.0) / 3.0, 0.0, 1.0, 0.0, 1.0 / 3.0];
+        let want = [
+            dcg / idcg,
+            2.0 / 3.0,
+            0.4,
+            0.5,
+            (1.0 / 2.0 + 2.0 / 4.0) / 3.0,
+            0.0,
+            1.0,
+            0.0,
+            1.0 / 3.0,
+        ];
         for (g, w) in out.iter().zip(want) {
             assert!((g - w).abs() < 1e-12, "{out:?} vs {want:?}");
         }
@@ -886,7 +1031,12 @@ mod tests {
 
     #[test]
     fn no_relevant_docs_score_zero() {
-        let ms = [m(Kind::Ndcg, 10), m(Kind::Recall, 10), m(Kind::AveragePrecision, 10), m(Kind::Precision, 3)];
+        let ms = [
+            m(Kind::Ndcg, 10),
+            m(Kind::Recall, 10),
+            m(Kind::AveragePrecision, 10),
+            m(Kind::Precision, 3),
+        ];
         let mut out = vec![1.0; ms.len()];
         query_values(&[], &[], &ms, &mut out);
         assert_eq!(out, vec![0.0; 4]);
@@ -906,8 +1056,14 @@ mod tests {
         let v = evaluate_csr(&input, &[m(Kind::RecipRank, 10)]).unwrap();
         assert_eq!(v, vec![1.0 / 3.0]);
         // a higher score wins over the code order; f32 rounding makes 1 + 1e-9 tie with 1
-        let input = CsrInput { run_scores: &[1.5, 1.0, 1.0 + 1e-9], ..input };
-        assert_eq!(evaluate_csr(&input, &[m(Kind::RecipRank, 10)]).unwrap(), vec![1.0]);
+        let input = CsrInput {
+            run_scores: &[1.5, 1.0, 1.0 + 1e-9],
+            ..input
+        };
+        assert_eq!(
+            evaluate_csr(&input, &[m(Kind::RecipRank, 10)]).unwrap(),
+            vec![1.0]
+        );
     }
 
     #[test]
@@ -921,7 +1077,15 @@ mod tests {
             run_docs: &[0, 1, 2, 3, 4, 5],
             run_scores: &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
         };
-        let v = evaluate_csr(&input, &[m(Kind::Recall, 3), m(Kind::Recall, 6), m(Kind::AveragePrecision, 6)]).unwrap();
+        let v = evaluate_csr(
+            &input,
+            &[
+                m(Kind::Recall, 3),
+                m(Kind::Recall, 6),
+                m(Kind::AveragePrecision, 6),
+            ],
+        )
+        .unwrap();
         assert_eq!(v, vec![0.5, 1.0, (1.0 + 2.0 / 6.0) / 2.0]);
     }
 
@@ -936,15 +1100,40 @@ mod tests {
             run_scores: &[1.0],
         };
         assert!(good.validate().is_ok());
-        let e = CsrInput { run_scores: &[f64::NAN], ..good }.validate().unwrap_err();
+        let e = CsrInput {
+            run_scores: &[f64::NAN],
+            ..good
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.contains("NaN"), "{e}");
-        let e = CsrInput { run_docs: &[-3], ..good }.validate().unwrap_err();
+        let e = CsrInput {
+            run_docs: &[-3],
+            ..good
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.contains("-3"), "{e}");
-        let e = CsrInput { run_offsets: &[0, 2], ..good }.validate().unwrap_err();
+        let e = CsrInput {
+            run_offsets: &[0, 2],
+            ..good
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.contains("got 2"), "{e}");
-        let e = CsrInput { qrels_rels: &[1, 2], ..good }.validate().unwrap_err();
+        let e = CsrInput {
+            qrels_rels: &[1, 2],
+            ..good
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.contains("1 and 2"), "{e}");
-        let dup = CsrInput { qrels_offsets: &[0, 2], qrels_docs: &[4, 4], qrels_rels: &[1, 0], ..good };
+        let dup = CsrInput {
+            qrels_offsets: &[0, 2],
+            qrels_docs: &[4, 4],
+            qrels_rels: &[1, 0],
+            ..good
+        };
         let e = evaluate_csr(&dup, &[m(Kind::Recall, 1)]).unwrap_err();
         assert!(e.contains("judged twice"), "{e}");
         assert!(Measure::new(Kind::Ndcg, 0).unwrap_err().contains("k=0"));
@@ -964,9 +1153,13 @@ mod tests {
         assert_eq!(kendall_tau(&[0, 1, 2, 3], &[0, 1, 2, 3]).unwrap(), 1.0);
         assert_eq!(kendall_tau(&[0, 1, 2, 3], &[3, 2, 1, 0]).unwrap(), -1.0);
         // one swapped adjacent pair among 6 pairs: (5 - 1) / 6
-        assert!((kendall_tau(&[10, 20, 30, 40], &[20, 10, 30, 40]).unwrap() - 4.0 / 6.0).abs() < 1e-15);
+        assert!(
+            (kendall_tau(&[10, 20, 30, 40], &[20, 10, 30, 40]).unwrap() - 4.0 / 6.0).abs() < 1e-15
+        );
         assert!(kendall_tau(&[1], &[1]).unwrap_err().contains("at least 2"));
-        assert!(kendall_tau(&[1, 2], &[1, 3]).unwrap_err().contains("missing"));
+        assert!(kendall_tau(&[1, 2], &[1, 3])
+            .unwrap_err()
+            .contains("missing"));
         assert!(kendall_tau(&[1, 1], &[1, 2]).unwrap_err().contains("twice"));
         assert!(kendall_tau(&[1, 2], &[2, 2]).unwrap_err().contains("twice"));
     }
@@ -974,7 +1167,10 @@ mod tests {
     #[test]
     fn inversions_brute_force() {
         let v = [3usize, 1, 4, 1, 5, 9, 2, 6, 5, 3];
-        let brute = (0..v.len()).flat_map(|i| (i + 1..v.len()).map(move |j| (i, j))).filter(|&(i, j)| v[i] > v[j]).count();
+        let brute = (0..v.len())
+            .flat_map(|i| (i + 1..v.len()).map(move |j| (i, j)))
+            .filter(|&(i, j)| v[i] > v[j])
+            .count();
         assert_eq!(count_inversions(&mut v.to_vec()), brute as u64);
     }
 
@@ -984,8 +1180,15 @@ mod tests {
         let approx = [1, 2, 3, 9, 4, -1, -1, 0];
         let exact = [3, 2, 7, 5, 4, -1, -1, 8];
         let r = ann_recall(&approx, 4, &exact, 4, 3).unwrap();
-        assert!((r[0] - 2.0 / 3.0).abs() < 1e-15 && (r[1] - 1.0 / 3.0).abs() < 1e-15, "{r:?}");
-        assert!(ann_recall(&approx, 4, &exact, 4, 5).unwrap_err().contains("k=5"));
-        assert!(ann_recall(&approx, 4, &exact, 4, 0).unwrap_err().contains("k=0"));
+        assert!(
+            (r[0] - 2.0 / 3.0).abs() < 1e-15 && (r[1] - 1.0 / 3.0).abs() < 1e-15,
+            "{r:?}"
+        );
+        assert!(ann_recall(&approx, 4, &exact, 4, 5)
+            .unwrap_err()
+            .contains("k=5"));
+        assert!(ann_recall(&approx, 4, &exact, 4, 0)
+            .unwrap_err()
+            .contains("k=0"));
     }
 }

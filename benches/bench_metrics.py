@@ -12,8 +12,9 @@ Timings:
                          building them from dicts (prepare) and from top-k arrays (prepare_topk) are
                          printed on their own lines.
 - ranx, dicts:           ranx.evaluate(qrels_dict, run_dict, metrics) (it converts the dicts itself);
-                         "first" is the first call in this process (numba compilation or its on-disk
-                         cache load), "warm" the best of --repeat later calls.
+                         "first" is the first call in this process, which includes numba's compilation
+                         (numba's cache goes to a fresh temporary directory unless --numba-cache-dir
+                         names one), "warm" the best of --repeat later calls.
 - ranx, objects:         ranx.evaluate on ranx.Qrels / ranx.Run built beforehand (their build time
                          printed separately).
 - pytrec_eval:           RelevanceEvaluator(qrels_dict, measures).evaluate(run_dict).
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -92,7 +95,22 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-ranx", action="store_true")
     ap.add_argument("--skip-pytrec", action="store_true")
+    ap.add_argument("--numba-cache-dir", help="reuse this numba cache (default: a fresh one, so ranx compiles)")
     args = ap.parse_args(argv)
+    fresh_cache = None
+    if not args.skip_ranx:
+        if "numba" in sys.modules:
+            raise SystemExit("numba was imported before the cache directory could be set")
+        fresh_cache = None if args.numba_cache_dir else tempfile.mkdtemp(prefix="bench-numba-")
+        os.environ["NUMBA_CACHE_DIR"] = args.numba_cache_dir or fresh_cache
+    try:
+        return run_bench(args)
+    finally:
+        if fresh_cache:
+            shutil.rmtree(fresh_cache, ignore_errors=True)
+
+
+def run_bench(args) -> int:
 
     print(f"# {args.queries} queries x {args.docs} docs ({args.queries * args.docs:,} results), "
           f"corpus {args.corpus:,}, measures {' '.join(MEASURES)}")

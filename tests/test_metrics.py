@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytrec_eval
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -152,7 +153,6 @@ def _random_case(rng, nq=40, n_docs=60):
 
 
 def test_equals_pytrec_eval_with_ties():
-    pytrec_eval = pytest.importorskip("pytrec_eval")
     rng = np.random.default_rng(7)
     ks = [1, 3, 5, 10, 20]
     for _ in range(5):
@@ -183,7 +183,6 @@ def test_equals_pytrec_eval_with_ties():
 def test_pytrec_eval_query_policy():
     """pytrec_eval scores judged queries with no relevant doc as 0 (we do too) and skips judged
     queries absent from the run (we score them 0 and count them, like trec_eval -c)."""
-    pytrec_eval = pytest.importorskip("pytrec_eval")
     qrels = {"none_rel": {"a": 0, "b": -1}, "ok": {"a": 1}, "unrun": {"a": 2}, "empty": {}}
     run = {"none_rel": {"a": 3.0, "b": 1.0}, "ok": {"b": 2.0, "a": 1.0}, "run_only": {"a": 1.0}, "empty": {"a": 1.0}}
     trec = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.10"}).evaluate(run)

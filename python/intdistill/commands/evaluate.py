@@ -1,11 +1,10 @@
-"""Evaluate a run against qrels (nDCG@10, R@100, ...) or against answer strings (Acc@k).
-
-  intdistill evaluate --qrels test.tsv --run run.trec [-m nDCG@10 R@100 ...] [--per-query] [--format json]
-  intdistill evaluate --queries queries.jsonl --corpus corpus.jsonl --run run.trec -m Acc@1 Acc@5 Acc@20
-
-Measures follow trec_eval (see intdistill.evaluate). Results go to stdout (an aligned table, or JSON);
-the count of evaluated queries goes to stderr.
+"""Evaluate a run against qrels (nDCG@10, R@100, RR@10, P@10, AP@100, Success@k) or, with --queries and
+--corpus instead of --qrels, against answer strings (Acc@k). Measures follow trec_eval; results go to
+stdout (an aligned table, or JSON), the count of evaluated queries to stderr.
 """
+
+# intdistill evaluate --qrels test.tsv --run run.trec [-m nDCG@10 R@100 ...] [--per-query] [--format json]
+# intdistill evaluate --queries queries.jsonl --corpus corpus.jsonl --run run.trec -m Acc@1 Acc@5 Acc@20
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ LLM listwise rankings -> cross-encoder ranker (ListMLE) -> bi-encoder retriever 
 """
 
 from intdistill.data import DataError, Passage, Qrels, Query, Run
+from intdistill.evaluate import Evaluation, evaluate  # numpy only; the Rust core loads on first call
 
 __version__ = "0.1.0"
 
-__all__ = ["DataError", "Passage", "Qrels", "Query", "Run", "__version__"]
+__all__ = ["DataError", "Evaluation", "Passage", "Qrels", "Query", "Run", "__version__", "evaluate"]

@@ -23,6 +23,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 
 
 # name -> (module, one-line help). A command module adds its own line here.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "candidates": ("intdistill.commands.candidates", "first-stage retriever: top-n candidates per query"),
 }
 
 

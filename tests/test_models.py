@@ -336,3 +336,34 @@ def test_minilm_default_matches_sentence_transformers(shared_data_dir, minilm_di
     queries = ["0-dimensional biomaterials lack inductive properties.", "What causes scurvy?"]
     st_q = st_model.encode(queries, convert_to_numpy=True)
     assert _cos_rows(r.encode_queries(queries), st_q).min() > 0.9999
+
+
+def test_retriever_loads_old_sentence_transformers_layout_with_subfolder(tiny_bert_dir, tmp_path):
+    """sentence-transformers 1.x kept the HF model in ``0_Transformer/``."""
+    root = tmp_path / "old-st"
+    sub = root / "0_Transformer"
+    sub.mkdir(parents=True)
+    for f in tiny_bert_dir.iterdir():
+        (sub / f.name).write_bytes(f.read_bytes())
+    (sub / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 24, "do_lower_case": False}))
+    (root / "1_Pooling").mkdir()
+    (root / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    (root / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]))
+    r = Retriever.load(root, device="cpu")
+    assert (r.config.pooling, r.config.normalize, r.config.max_length) == ("cls", False, 24)
+    want = _reference_embeddings(tiny_bert_dir, TEXTS, pooling="cls", normalize=False, max_length=24)
+    np.testing.assert_allclose(r.encode_passages(TEXTS), want, atol=1e-5)
+
+
+def test_missing_model_path_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model directory .*no-such-model' not found"):
+        Retriever.load(tmp_path / "no-such-model", device="cpu")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        Ranker.load(str(tmp_path / "no-such-model"), device="cpu")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        Retriever.load(tmp_path / "file", device="cpu")

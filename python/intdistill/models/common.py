@@ -48,6 +48,14 @@ def resolve_model(name_or_path: str | os.PathLike | None) -> tuple[str, str]:
     s = os.fspath(name_or_path)
     if not s:
         raise ValueError("model name or path is empty; expected a local directory or a hub name")
+    local = os.path.expanduser(s)
+    if os.path.isdir(local):
+        return local, s
+    if os.path.exists(local):
+        raise NotADirectoryError(f"model path {s!r} is a file; expected a model directory or a hub name")
+    # hub ids are "name" or "org/name": anything else that does not exist is a missing local directory
+    if os.path.isabs(local) or s.startswith((".", "~")) or s.count("/") > 1 or "\\" in s:
+        raise FileNotFoundError(f"model directory {s!r} not found; expected a local directory or a hub name")
     return s, s
 
 

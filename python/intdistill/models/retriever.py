@@ -154,7 +154,6 @@ class Retriever(torch.nn.Module):
         src, name = common.resolve_model(name_or_path)
         st = _read_st_layout(src)
         meta = common.read_json(src, META_FILE) or {}
-        model_src = os.path.join(src, st.model_subdir) if st.model_subdir else src
         config = RetrieverConfig(
             pooling=common.first(pooling, meta.get("pooling"), st.pooling, "mean"),
             normalize=bool(common.first(normalize, meta.get("normalize"), st.normalize, True)),
@@ -163,8 +162,10 @@ class Retriever(torch.nn.Module):
             max_length=common.first(max_length, meta.get("max_length"), st.max_length, DEFAULT_MAX_LENGTH),
             lowercase=bool(common.first(meta.get("lowercase"), st.lowercase, False)),
         )
-        tokenizer = AutoTokenizer.from_pretrained(model_src)
-        model = AutoModel.from_pretrained(model_src)
+        # older sentence-transformers directories keep the HF model in a subfolder (e.g. 0_Transformer)
+        sub = {"subfolder": st.model_subdir} if st.model_subdir else {}
+        tokenizer = AutoTokenizer.from_pretrained(src, **sub)
+        model = AutoModel.from_pretrained(src, **sub)
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit is not None and config.max_length > limit:
             raise ValueError(f"max_length: expected at most {limit} (the model's positions), got {config.max_length}")
@@ -280,7 +281,7 @@ class Retriever(torch.nn.Module):
 
         return common.run_sorted(
             self, len(prepared), tokenize_chunk, self.embed,
-            batch_size=batch_size, progress=progress, desc=f"encode {kind}s",
+            batch_size=batch_size, progress=progress, desc="encode queries" if kind == "query" else "encode passages",
         )
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:

@@ -23,6 +23,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 
 
 # name -> (module, one-line help). A command module adds its own line here.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "candidates": ("intdistill.commands.candidates", "first-stage retriever: top-n candidates per query"),
     "evaluate": ("intdistill.commands.evaluate", "score a run: nDCG/R/P/RR/AP/Success from qrels, Acc@k from answers"),
     "llm": ("intdistill.commands.llm", "local LLM: serve a GGUF on loopback, assemble shipped GGUF files"),
     "label": ("intdistill.commands.label", "label candidate lists with a black-box LLM (listwise, resumable, cached)"),

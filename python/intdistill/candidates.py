@@ -1,0 +1,271 @@
+"""First stage: exact dense search and the per-query candidate lists that the LLM, the ranker and the
+retriever distillation all work on.
+
+File format (JSONL, one line per query, in query order)::
+
+    {"qid": "q1", "cands": ["d7", "d3", ...], "scores": [0.81, 0.77, ...], "retriever": "<model name>"}
+
+``cands`` is in first-stage order (best first) and ``scores`` are the first-stage scores of the same docs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from intdistill.data import DataError, Passage, Query, Run
+
+if TYPE_CHECKING:
+    from intdistill.models import Retriever
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("cos", "ip")
+#: Score-block budget of :func:`exact_search` when ``batch`` is not given (bytes of float32 scores).
+BLOCK_BYTES = 64 << 20
+
+
+def exact_search(
+    query_emb: np.ndarray, passage_emb: np.ndarray, k: int, *, metric: str = "cos", batch: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` passages per query by inner product (``"ip"``) or cosine (``"cos"``).
+
+    Shapes: ``query_emb (nq, d)``, ``passage_emb (np, d)`` -> ``ids int64 (nq, k)``, ``scores float32 (nq, k)``,
+    each row best first; equal scores are ordered by passage index (lower first), also at the k-th place,
+    so the result equals a stable full sort by descending score. Computed in float32 over blocks of
+    ``batch`` queries (default: as many as keep one ``(batch, np)`` score block within 64 MiB): a
+    partition finds the k-th score, then only the ``k`` kept are sorted. Cosine of a zero vector is 0.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    q = np.asarray(query_emb, dtype=np.float32)
+    p = np.asarray(passage_emb, dtype=np.float32)
+    if q.ndim != 2 or p.ndim != 2:
+        raise ValueError(f"expected 2-D embeddings, got query shape {q.shape} and passage shape {p.shape}")
+    if q.shape[1] != p.shape[1]:
+        raise ValueError(f"expected equal dimensions, got queries {q.shape[1]} and passages {p.shape[1]}")
+    n_pass = p.shape[0]
+    if n_pass == 0:
+        raise ValueError("passage_emb is empty: expected at least one passage")
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_pass:
+        raise ValueError(f"k: expected an int in [1, {n_pass}] (the number of passages), got {k!r}")
+    k = int(k)
+    if batch is None:
+        batch = max(1, BLOCK_BYTES // (4 * n_pass))
+    elif isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch: expected an int >= 1, got {batch!r}")
+    for what, arr in (("query_emb", q), ("passage_emb", p)):
+        if not np.isfinite(arr).all():
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            raise ValueError(f"{what}: expected finite values, got {arr[tuple(bad)]} at row {bad[0]}")
+    if metric == "cos":
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), np.float32(1e-12))
+        p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), np.float32(1e-12))
+    nq = q.shape[0]
+    ids = np.empty((nq, k), dtype=np.int64)
+    scores = np.empty((nq, k), dtype=np.float32)
+    pt = np.ascontiguousarray(p.T)  # (d, np)
+    for start in range(0, nq, batch):
+        s = q[start : start + batch] @ pt  # (b, np)
+        if k < n_pass:
+            # keep every score above the k-th largest, then the lowest indices among those equal to it
+            kth = np.partition(s, n_pass - k, axis=1)[:, n_pass - k, None]  # (b, 1)
+            above = s > kth
+            tied = s == kth
+            need = k - above.sum(axis=1, keepdims=True)  # (b, 1), >= 1
+            keep = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= need))
+            part = np.nonzero(keep)[1].reshape(-1, k)  # (b, k), row-major: k per row, unordered by score
+        else:
+            part = np.broadcast_to(np.arange(n_pass, dtype=np.int64), s.shape)
+        vals = np.take_along_axis(s, part, axis=1)
+        order = np.lexsort((part, -vals), axis=1)  # score descending, then index ascending
+        ids[start : start + batch] = np.take_along_axis(part, order, axis=1)
+        scores[start : start + batch] = np.take_along_axis(vals, order, axis=1)
+    return ids, scores
+
+
+class CandidateList(NamedTuple):
+    """One query's candidates in first-stage order (best first) with their first-stage scores."""
+
+    docids: tuple[str, ...]
+    scores: tuple[float, ...]
+
+
+class Candidates(Mapping):
+    """``qid -> CandidateList`` (insertion-ordered), plus the name of the retriever that produced them."""
+
+    def __init__(self, lists: Mapping[str, CandidateList | tuple], retriever: str = ""):
+        self.retriever = str(retriever)
+        self._lists: dict[str, CandidateList] = {}
+        for qid, entry in lists.items():
+            docids, scores = entry
+            cl = CandidateList(tuple(docids), tuple(float(s) for s in scores))
+            if len(cl.docids) != len(cl.scores):
+                raise ValueError(f"query {qid!r}: {len(cl.docids)} candidates but {len(cl.scores)} scores")
+            if len(set(cl.docids)) != len(cl.docids):
+                dup = next(d for i, d in enumerate(cl.docids) if d in cl.docids[:i])
+                raise ValueError(f"query {qid!r}: candidate {dup!r} listed twice")
+            self._lists[str(qid)] = cl
+
+    def __getitem__(self, qid: str) -> CandidateList:
+        return self._lists[qid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lists)
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def __repr__(self) -> str:
+        return f"Candidates({len(self)} queries, retriever={self.retriever!r})"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write JSONL (one line per query; written to a temporary file, then renamed into place)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for qid, cl in self._lists.items():
+                line = {"qid": qid, "cands": list(cl.docids), "scores": list(cl.scores), "retriever": self.retriever}
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Candidates":
+        """Read the JSONL written by :meth:`save`; raises :class:`DataError` naming the line of any bad record."""
+        lists: dict[str, CandidateList] = {}
+        retriever: str | None = None
+        with open(path, encoding="utf-8") as f:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise DataError(path, lineno, f"expected a JSON object, got invalid JSON ({e.msg})") from e
+                if not isinstance(rec, dict):
+                    raise DataError(path, lineno, f"expected a JSON object, got {type(rec).__name__}")
+                missing = [key for key in ("qid", "cands", "scores") if key not in rec]
+                if missing:
+                    raise DataError(path, lineno, f"expected keys qid, cands, scores; missing {', '.join(missing)}")
+                qid, cands, scores = rec["qid"], rec["cands"], rec["scores"]
+                if not isinstance(qid, str):
+                    raise DataError(path, lineno, f"qid: expected a string, got {qid!r}")
+                if not isinstance(cands, list) or not all(isinstance(d, str) for d in cands):
+                    raise DataError(path, lineno, "cands: expected a list of doc id strings")
+                if not isinstance(scores, list) or not all(
+                    isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in scores
+                ):
+                    raise DataError(path, lineno, "scores: expected a list of finite numbers")
+                if len(cands) != len(scores):
+                    raise DataError(path, lineno, f"expected as many scores as cands, got {len(scores)} and {len(cands)}")
+                if len(set(cands)) != len(cands):
+                    dup = next(d for i, d in enumerate(cands) if d in cands[:i])
+                    raise DataError(path, lineno, f"cands: doc id {dup!r} listed twice")
+                if qid in lists:
+                    raise DataError(path, lineno, f"qid {qid!r} appears twice")
+                name = rec.get("retriever", "")
+                if not isinstance(name, str):
+                    raise DataError(path, lineno, f"retriever: expected a string, got {name!r}")
+                if retriever is None:
+                    retriever = name
+                elif name != retriever:
+                    raise DataError(path, lineno, f"retriever: expected {retriever!r} (as on earlier lines), got {name!r}")
+                lists[qid] = CandidateList(tuple(cands), tuple(float(s) for s in scores))
+        return cls(lists, retriever or "")
+
+    def to_run(self, tag: str | None = None) -> Run:
+        """The candidates as a :class:`~intdistill.data.Run`, one entry per candidate with its score.
+
+        Candidate order is the run's order only when scores strictly decrease (as first-stage scores do
+        apart from exact ties, which a TREC run breaks by doc id)."""
+        run = Run(tag=tag or _run_tag(self.retriever))
+        for qid, cl in self._lists.items():
+            run[qid] = dict(zip(cl.docids, cl.scores))
+        return run
+
+
+def _run_tag(name: str) -> str:
+    """A TREC run tag has no whitespace: the retriever's last path component, or ``intdistill``."""
+    tag = "".join(name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].split())
+    return tag or "intdistill"
+
+
+def encode_corpus(
+    retriever: "Retriever",
+    corpus: Mapping[str, Passage],
+    *,
+    passage_text: Callable[[Passage], str] = Passage.full_text,
+    batch_size: int = 64,
+    progress: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """Passage embeddings float32 ``(len(corpus), dim)`` in corpus order.
+
+    With ``cache_dir``, embeddings are kept as ``passages-<key>.npy`` (``allow_pickle=False``) where ``key``
+    hashes the retriever's fingerprint (configuration and weights) and every (doc id, text): any change to
+    the model or the corpus gives a new key.
+    """
+    ids = list(corpus)
+    texts = [passage_text(corpus[d]) for d in ids]
+    cache_file = None
+    if cache_dir is not None:
+        h = hashlib.sha256(retriever.fingerprint().encode())
+        for d, t in zip(ids, texts):
+            h.update(d.encode() + b"\t" + t.encode() + b"\n")
+        cache_file = Path(cache_dir) / f"passages-{h.hexdigest()[:32]}.npy"
+        if cache_file.is_file():
+            emb = np.load(cache_file, allow_pickle=False)
+            if emb.shape == (len(ids), retriever.dim) and emb.dtype == np.float32:
+                logger.info("passage embeddings from cache %s", cache_file)
+                return emb
+            logger.warning("cache %s has shape %s %s, expected (%d, %d) float32: re-encoding",
+                           cache_file, emb.shape, emb.dtype, len(ids), retriever.dim)
+    emb = retriever.encode_passages(texts, batch_size=batch_size, progress=progress)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(cache_file.stem + ".tmp.npy")
+        np.save(tmp, emb, allow_pickle=False)
+        os.replace(tmp, cache_file)
+    return emb
+
+
+def first_stage(
+    retriever: "Retriever",
+    corpus: Mapping[str, Passage],
+    queries: Mapping[str, Query],
+    n: int,
+    *,
+    passage_text: Callable[[Passage], str] = Passage.full_text,
+    batch_size: int = 64,
+    progress: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> Candidates:
+    """Top-``n`` passages per query by the retriever's score (inner product of embeddings, i.e. cosine
+    when the retriever normalises), by exact search over the whole corpus."""
+    if not corpus:
+        raise ValueError("corpus is empty: expected at least one passage")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(corpus):
+        raise ValueError(f"n: expected an int in [1, {len(corpus)}] (the corpus size), got {n!r}")
+    doc_ids = list(corpus)
+    passage_emb = encode_corpus(
+        retriever, corpus, passage_text=passage_text, batch_size=batch_size, progress=progress, cache_dir=cache_dir
+    )
+    qids = list(queries)
+    if not qids:
+        return Candidates({}, retriever.name)
+    query_emb = retriever.encode_queries([queries[q].text for q in qids], batch_size=batch_size, progress=progress)
+    ids, scores = exact_search(query_emb, passage_emb, n, metric="ip")
+    lists = {
+        qid: CandidateList(tuple(doc_ids[i] for i in row), tuple(float(s) for s in srow))
+        for qid, row, srow in zip(qids, ids, scores)
+    }
+    return Candidates(lists, retriever.name)

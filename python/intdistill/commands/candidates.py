@@ -1,0 +1,91 @@
+"""First-stage retrieval: the top-n candidate passages of each query by exact dense search.
+
+Writes JSONL (one line per query: qid, cands, scores, retriever), or a TREC run when --out ends with
+.trec or .run. With --qrels, only queries judged there are used, and the share of their relevant
+documents found among the candidates is reported on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+logger = logging.getLogger(__name__)
+
+RUN_SUFFIXES = (".trec", ".run")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", required=True, help="corpus: JSONL, BEIR directory or SQuAD JSON")
+    parser.add_argument("--queries", required=True, help="queries: JSONL (or what intdistill.data reads)")
+    parser.add_argument("-n", type=_positive_int, required=True, help="candidates per query")
+    parser.add_argument("--out", required=True, help="output: .jsonl candidates, or a TREC run if it ends in .trec/.run")
+    parser.add_argument("--retriever", default=None,
+                        help="retriever: local directory or hub name (default: bundled all-MiniLM-L6-v2)")
+    parser.add_argument("--qrels", default=None, help="only use queries judged in these qrels (TREC or BEIR TSV)")
+    parser.add_argument("--max-queries", type=_positive_int, default=None, help="use at most the first N queries")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, help="encoding batch size (default 64)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="keep passage embeddings here as .npy, keyed by retriever weights and corpus text")
+
+
+def run(args: argparse.Namespace) -> int:
+    from intdistill import data
+    from intdistill.candidates import first_stage
+    from intdistill.models import Retriever
+
+    corpus = data.load_corpus(args.corpus)
+    queries = data.load_queries(args.queries)
+    if not corpus:
+        raise data.DataError(args.corpus, None, "expected at least one passage, got an empty corpus")
+    if args.n > len(corpus):
+        raise data.DataError(args.corpus, None, f"expected at least -n {args.n} passages, got {len(corpus)}")
+    qrels = None
+    if args.qrels is not None:
+        qrels = data.load_qrels(args.qrels)
+        unknown = [q for q in qrels if q not in queries]
+        if unknown:
+            logger.warning("%d judged queries of %s are not in %s (e.g. %r)", len(unknown), args.qrels,
+                           args.queries, unknown[0])
+        queries = {qid: q for qid, q in queries.items() if qid in qrels}
+    if not queries:
+        where = args.qrels if qrels is not None else args.queries
+        raise data.DataError(where, None, "expected at least one query to retrieve for, got none")
+    if args.max_queries is not None:
+        queries = dict(list(queries.items())[: args.max_queries])
+
+    t0 = time.perf_counter()
+    retriever = Retriever.load(args.retriever, device=args.device)
+    t1 = time.perf_counter()
+    cands = first_stage(retriever, corpus, queries, args.n, batch_size=args.batch_size, progress=True,
+                        cache_dir=args.cache_dir)
+    t2 = time.perf_counter()
+    if args.out.endswith(RUN_SUFFIXES):
+        data.save_run(cands.to_run(), args.out)
+    else:
+        cands.save(args.out)
+    print(f"{len(cands)} queries x {args.n} candidates from {len(corpus)} passages -> {args.out} "
+          f"(load {t1 - t0:.1f}s, encode+search {t2 - t1:.1f}s)", file=sys.stderr)
+    if qrels is not None:
+        found = total = 0
+        for qid, cl in cands.items():
+            relevant = {d for d, rel in qrels[qid].items() if rel > 0}
+            total += len(relevant)
+            found += len(relevant.intersection(cl.docids))
+        if total:
+            print(f"judged-relevant documents among the candidates: {found}/{total} "
+                  f"(pooled recall {found / total:.4f})", file=sys.stderr)
+    return 0

@@ -97,6 +97,7 @@ class CandidateList(NamedTuple):
 
     docids: tuple[str, ...]
     scores: tuple[float, ...]
+    query: str = ""  # the query text, kept so that labelling needs no queries file
 
 
 class Candidates(Mapping):
@@ -106,8 +107,8 @@ class Candidates(Mapping):
         self.retriever = str(retriever)
         self._lists: dict[str, CandidateList] = {}
         for qid, entry in lists.items():
-            docids, scores = entry
-            cl = CandidateList(tuple(docids), tuple(float(s) for s in scores))
+            docids, scores, *rest = entry
+            cl = CandidateList(tuple(docids), tuple(float(s) for s in scores), str(rest[0]) if rest else "")
             if len(cl.docids) != len(cl.scores):
                 raise ValueError(f"query {qid!r}: {len(cl.docids)} candidates but {len(cl.scores)} scores")
             if len(set(cl.docids)) != len(cl.docids):
@@ -134,6 +135,8 @@ class Candidates(Mapping):
         with open(tmp, "w", encoding="utf-8") as f:
             for qid, cl in self._lists.items():
                 line = {"qid": qid, "cands": list(cl.docids), "scores": list(cl.scores), "retriever": self.retriever}
+                if cl.query:
+                    line["query"] = cl.query
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
         os.replace(tmp, path)
         return path
@@ -179,7 +182,10 @@ class Candidates(Mapping):
                     retriever = name
                 elif name != retriever:
                     raise DataError(path, lineno, f"retriever: expected {retriever!r} (as on earlier lines), got {name!r}")
-                lists[qid] = CandidateList(tuple(cands), tuple(float(s) for s in scores))
+                query = rec.get("query", "")
+                if not isinstance(query, str):
+                    raise DataError(path, lineno, f"query: expected the query text as a string, got {query!r:.60}")
+                lists[qid] = CandidateList(tuple(cands), tuple(float(s) for s in scores), query)
         return cls(lists, retriever or "")
 
     def to_run(self, tag: str | None = None) -> Run:
@@ -265,7 +271,7 @@ def first_stage(
     query_emb = retriever.encode_queries([queries[q].text for q in qids], batch_size=batch_size, progress=progress)
     ids, scores = exact_search(query_emb, passage_emb, n, metric="ip")
     lists = {
-        qid: CandidateList(tuple(doc_ids[i] for i in row), tuple(float(s) for s in srow))
+        qid: CandidateList(tuple(doc_ids[i] for i in row), tuple(float(s) for s in srow), queries[qid].text)
         for qid, row, srow in zip(qids, ids, scores)
     }
     return Candidates(lists, retriever.name)

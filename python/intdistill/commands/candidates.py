@@ -36,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="retriever: local directory or hub name (default: bundled all-MiniLM-L6-v2)")
     parser.add_argument("--qrels", default=None, help="only use queries judged in these qrels (TREC or BEIR TSV)")
     parser.add_argument("--max-queries", type=_positive_int, default=None, help="use at most the first N queries")
+    parser.add_argument("--sample", type=_positive_int, default=None,
+                        help="use a seeded random sample of N queries (in file order), e.g. for labelling")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="encoding batch size (default 64)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--cache-dir", default=None,
@@ -64,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
     if not queries:
         where = args.qrels if qrels is not None else args.queries
         raise data.DataError(where, None, "expected at least one query to retrieve for, got none")
+    if args.sample is not None and args.sample < len(queries):
+        import random
+
+        keep = set(random.Random(args.seed).sample(list(queries), args.sample))
+        queries = {qid: q for qid, q in queries.items() if qid in keep}
     if args.max_queries is not None:
         queries = dict(list(queries.items())[: args.max_queries])
 

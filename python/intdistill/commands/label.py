@@ -31,7 +31,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from intdistill.candidates import load_candidates
+    from intdistill.candidates import Candidates
     from intdistill.cli import Stopped
     from intdistill.data import DataError, Query, load_corpus, load_queries
     from intdistill.labels import label_candidates
@@ -43,7 +43,7 @@ def run(args) -> int:
                              passes=args.passes, shuffle=args.shuffle, seed=args.seed, max_tokens=args.max_tokens)
     except ValueError as e:
         raise DataError(None, None, str(e)) from None
-    cands = load_candidates(args.candidates)
+    cands = Candidates.load(args.candidates)
     lists = {q: list(c.docids[: args.top_n] if args.top_n else c.docids) for q, c in cands.items()}
     if args.max_queries is not None:
         lists = dict(list(lists.items())[: args.max_queries])

@@ -55,7 +55,8 @@ def test_label_with_real_local_llm_then_rerun_makes_no_call(scifact_small, tmp_p
         assert len(lab.outputs) == 1 and lab.model == "smollm2-135m"
         assert set(lab.repairs) >= {"duplicates", "out_of_range", "missing", "unparseable"}
     # the same lists into a new label file, same cache: every answer comes from the cache
-    with LLMCache(cache) as c, resolve_endpoint("local:smollm2-135m") as ep:
+    ep = resolve_endpoint("local:smollm2-135m")
+    with LLMCache(cache) as c, ep.server:
         client = LLMClient(ep.base_url, ep.model, cache=c, max_concurrency=1)
         summary = label_candidates({q: list(cl.docids) for q, cl in lists.items()}, ds.queries, ds.corpus, client,
                                    tmp_path / "again.jsonl", ListwiseConfig(max_words=40), progress=False)

@@ -132,3 +132,44 @@ def test_real_scifact_files(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["n_queries"] == 300 and out["n_missing"] == 0 and out["n_ignored"] == 0
     assert out["mean"] == {"RR@10": 0.5, "R@100": 1.0, "P@1": 0.0}
+
+
+def test_real_scifact_lexical_run_equals_pytrec_eval(tmp_path, capsys):
+    """A real ranked run over SciFact test (word-overlap scores: many ties, 100 docs per query), written as
+    TREC, evaluated by the CLI: every measure equals pytrec_eval's on the same files."""
+    import re
+
+    import pytrec_eval
+
+    from intdistill.data import Run, load_beir, save_run
+
+    ds = load_beir(DATA / "scifact", "test")
+    words = lambda s: set(re.findall(r"[a-z0-9]+", s.lower()))  # noqa: E731
+    doc_words = {d: words(p.full_text()) for d, p in ds.corpus.items()}
+    run = Run(tag="overlap")
+    for qid, q in ds.queries.items():
+        qw = words(q.text)
+        scores = sorted(((len(qw & w), d) for d, w in doc_words.items()), reverse=True)[:100]
+        run[qid] = {d: float(s) for s, d in scores}
+    run_path = tmp_path / "overlap.trec"
+    save_run(run, run_path)
+    qrels_path = DATA / "scifact" / "qrels" / "test.tsv"
+    code = cli.main(["evaluate", "--qrels", str(qrels_path), "--run", str(run_path), "--format", "json",
+                     "--per-query", "-m", "nDCG@10", "R@100", "P@10", "RR@10", "AP@100"])
+    assert code == 0
+    ours = json.loads(capsys.readouterr().out)
+    trec_run = {}
+    for line in run_path.read_text().splitlines():
+        qid, _, doc, _, score, _ = line.split()
+        trec_run.setdefault(qid, {})[doc] = float(score)
+    qrels = {q: dict(d) for q, d in data.load_qrels(qrels_path).items()}
+    peer = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "P.10", "map_cut.100"}).evaluate(trec_run)
+    cut10 = {q: dict(sorted(d.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:10]) for q, d in trec_run.items()}
+    rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(cut10)
+    names = {"nDCG@10": "ndcg_cut_10", "R@100": "recall_100", "P@10": "P_10", "AP@100": "map_cut_100"}
+    assert ours["n_queries"] == 300
+    for q in qrels:
+        for ours_name, peer_name in names.items():
+            assert ours["per_query"][q][ours_name] == pytest.approx(peer.get(q, {}).get(peer_name, 0.0), abs=1e-9)
+        assert ours["per_query"][q]["RR@10"] == pytest.approx(rr.get(q, {}).get("recip_rank", 0.0), abs=1e-9)
+    assert 0.3 < ours["mean"]["nDCG@10"] < 0.8

@@ -3,6 +3,7 @@
 //! that validates inputs at the boundary and releases the GIL around the real work.
 
 pub mod answers;
+pub mod batching;
 pub mod metrics;
 pub mod permutation;
 
@@ -16,5 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     metrics::register(m)?;
     answers::register(m)?;
     permutation::register(m)?;
+    batching::register(m)?;
     Ok(())
 }

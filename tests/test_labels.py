@@ -194,3 +194,23 @@ def test_teacher_report_by_answers():
     assert rep.teacher["RR@10"] == 1.0 and rep.first_stage["RR@10"] == 0.5
     with pytest.raises(ValueError, match="needs qrels"):
         teacher_report(good)
+
+
+def test_open_llm_needs_an_endpoint_and_a_model_name():
+    import argparse
+
+    from intdistill.commands.common import add_llm_args, open_llm
+
+    p = argparse.ArgumentParser()
+    add_llm_args(p)
+    with pytest.raises(DataError, match="no LLM endpoint"):
+        with open_llm(p.parse_args([])):
+            pass
+    with pytest.raises(DataError, match="needs --llm-model"):
+        with open_llm(p.parse_args(["--llm-base-url", "http://127.0.0.1:9/v1"])):
+            pass
+    with pytest.raises(DataError, match="--concurrency >= 1"):
+        with open_llm(p.parse_args(["--llm-base-url", "http://127.0.0.1:9/v1", "--llm-model", "m", "--concurrency", "0"])):
+            pass
+    with open_llm(p.parse_args(["--llm-base-url", "http://127.0.0.1:9/v1", "--llm-model", "m"])) as client:
+        assert client.model == "m"

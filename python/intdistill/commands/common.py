@@ -18,9 +18,10 @@ def add_llm_args(parser, *, cache_default: str | None = None) -> None:
                    help="environment variable holding the API key (default OPENAI_API_KEY; none needed locally)")
     g.add_argument("--cache", default=cache_default, metavar="PATH",
                    help="SQLite cache of every LLM answer (reruns make no call for anything cached)")
-    g.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    g.add_argument("--timeout", type=float, help="seconds per request (default 120; 900 for a local CPU server)")
     g.add_argument("--max-retries", type=int, default=5, help="retries on 429/5xx/timeouts (default 5)")
-    g.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
+    g.add_argument("--concurrency", type=int,
+                   help="requests in flight at once (default 4; 1 for a local server, which answers one at a time)")
     g.add_argument("--max-calls", type=int, help="stop cleanly after this many new (uncached) calls")
     g.add_argument("--max-cost", type=float, help="stop cleanly once the estimated cost reaches this")
     g.add_argument("--price-in", type=float, default=0.0, help="price per million prompt tokens (for the cost estimate)")
@@ -35,6 +36,7 @@ def open_llm(args):
     from intdistill.llm.client import LLMClient
 
     with contextlib.ExitStack() as stack:
+        server = None
         if args.llm:
             from intdistill.llm.local import resolve_endpoint
 
@@ -48,6 +50,11 @@ def open_llm(args):
             base_url, model = args.llm_base_url, args.llm_model
         else:
             raise DataError(None, None, "no LLM endpoint: give --llm local:NAME|PATH|URL, or --llm-base-url and --llm-model")
+        local = args.llm is not None and server is not None
+        timeout = args.timeout if args.timeout is not None else (900.0 if local else 120.0)
+        concurrency = args.concurrency if args.concurrency is not None else (1 if local else 4)
+        if timeout <= 0 or concurrency < 1:
+            raise DataError(None, None, f"expected --timeout > 0 and --concurrency >= 1, got {timeout} and {concurrency}")
         cache = LLMCache(args.cache) if args.cache else None
         if cache is None:
             print("warning: no --cache: LLM answers are not kept for reruns", file=sys.stderr)
@@ -55,9 +62,9 @@ def open_llm(args):
             base_url,
             model,
             api_key_env=args.api_key_env,
-            timeout=args.timeout,
+            timeout=timeout,
             max_retries=args.max_retries,
-            max_concurrency=args.concurrency,
+            max_concurrency=concurrency,
             cache=cache,
             max_calls=args.max_calls,
             max_cost=args.max_cost,

@@ -254,6 +254,27 @@ def test_ranker_stage_loss_is_listmle_of_each_list(tiny_ranker_dir, toy):
         RankerStage(ranker, lists + lists[:1], toy["corpus"])
 
 
+def test_forward_in_chunks_equals_one_pass(tiny_ranker_dir):
+    """Length-sorted chunks, each cut to its own longest row: same outputs and gradients as one padded pass."""
+    from intdistill.models import Ranker
+    from intdistill.train.loop import forward_in_chunks
+
+    ranker = Ranker.load(tiny_ranker_dir).eval()
+    passages = ["short", "a much longer passage " * 5, "mid length text here", "x", "another long one " * 3]
+    batch = ranker.tokenize(["q"] * 5, passages)
+    full = ranker.logits(batch)
+    (g_full,) = torch.autograd.grad(full.sum(), ranker.model.classifier.weight)
+    for chunk in (1, 2, 3, 5):
+        got = forward_in_chunks(ranker.logits, batch, chunk)
+        torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
+        (g,) = torch.autograd.grad(got.sum(), ranker.model.classifier.weight)
+        torch.testing.assert_close(g, g_full, atol=1e-5, rtol=1e-5)
+    seen = []
+    forward_in_chunks(lambda b: seen.append(tuple(b["input_ids"].shape)) or b["input_ids"][:, 0].float(), batch, 2)
+    widths = batch["attention_mask"].sum(1).sort(descending=True).values.tolist()
+    assert seen == [(2, widths[0]), (2, widths[2]), (1, widths[4])]
+
+
 def test_stage1_training_reduces_loss_and_keeps_best(tiny_ranker_dir, toy, tmp_path):
     from intdistill.models import Ranker
     from intdistill.train.ranker import RankerStage, rerank_dev
@@ -341,6 +362,28 @@ def test_retriever_stage_loss_is_kl_per_query(tiny_bert_dir, toy_teacher_dir, to
     qe = stage.model.encode_queries([stage.queries[qids[0]]])
     top = np.argsort(-(qe @ emb.T)[0], kind="stable")[:6]
     assert list(stage.cands[qids[0]]) == [stage.doc_ids[i] for i in top]
+
+
+def test_dev_sets_judged_by_answers(tiny_bert_dir, toy_teacher_dir, toy):
+    from intdistill.train.ranker import rerank_dev
+    from intdistill.train.retriever import retrieval_dev
+
+    queries = {f"q-{t}": Query(f"q-{t}", f"what about {t}", (t,)) for t in TOPICS[12:]}
+    dev = retrieval_dev(queries)
+    assert dev.measures == ("Acc@20", "Acc@100") and dev.depth == 100
+    stage = _student_stage(tiny_bert_dir, toy_teacher_dir, toy, dev=dev)
+    got = stage.evaluate()
+    assert set(got) == {"Acc@20", "Acc@100"}
+    assert got["Acc@100"] == 1.0  # 100 > 28 passages: every answer-bearing passage is retrieved
+    rdev = rerank_dev({q: (v.text, toy["dev_lists"][q]) for q, v in queries.items()}, toy["corpus"], queries=queries)
+    assert rdev.measures == ("Acc@1", "Acc@5")
+    base = rdev.baseline(toy["corpus"])
+    first = [toy["dev_lists"][q][0] == f"d-{q[2:]}" for q in queries]
+    assert base == {"Acc@1": pytest.approx(sum(first) / 4), "Acc@5": 1.0}
+    with pytest.raises(DataError, match="without dev qrels only Acc@k can be computed, got 'nDCG@10'"):
+        retrieval_dev(queries, metric="nDCG@10")
+    with pytest.raises(DataError, match="has no answer strings"):
+        retrieval_dev({"q": Query("q", "no answers")})
 
 
 def test_stage2_training_reduces_kl(tiny_bert_dir, toy_teacher_dir, toy, tmp_path):

@@ -37,6 +37,8 @@ def add_train_args(parser: argparse.ArgumentParser, *, lr: float = 2e-5, epochs:
     g.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient norm clip; 0 = none (default 1.0)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda, cuda:1, ...")
+    g.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is fastest on a machine busy with other work)")
     g.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU (default auto)")
     g.add_argument("--eval-every", type=int, default=1, help="dev evaluation every N epochs; 0 = never (default 1)")
@@ -47,6 +49,14 @@ def add_train_args(parser: argparse.ArgumentParser, *, lr: float = 2e-5, epochs:
                    help="resume from the newest checkpoint in --out (default: when there is one); "
                         "--no-resume deletes the old checkpoints and starts over")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def set_threads(args) -> None:
+    """Apply --threads (torch's intra-op CPU threads) to this process."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def train_config(args, metric: str):
@@ -173,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(None, None, "--dev-qrels/--dev-queries need --dev-candidates (the lists to re-rank)")
 
     cfg = train_config(args, dev.measures[0] if dev is not None else (args.metric or "nDCG@10"))
+    set_threads(args)
     from intdistill.train.ranker import train_ranker
 
     result = train_ranker(lists, corpus, cfg, model=args.model, max_length=args.max_length, dev=dev)

@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from intdistill.commands.train_ranker import add_train_args, positive_int, train_config
+from intdistill.commands.train_ranker import add_train_args, positive_int, set_threads, train_config
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             logger.warning("%d dev queries are also training queries: the dev numbers are optimistic", overlap)
 
     cfg = train_config(args, dev.measures[0] if dev is not None else (args.metric or "nDCG@10"))
+    set_threads(args)
     teacher = Ranker.load(args.ranker, device=resolve_device(cfg.device))
     print(f"distilling {args.ranker} into {args.retriever or 'all-MiniLM-L6-v2'}: {len(queries)} queries x "
           f"{args.n_candidates} candidates from {len(corpus)} passages", file=sys.stderr)

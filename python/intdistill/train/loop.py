@@ -206,9 +206,13 @@ def train(stage: Stage, cfg: TrainConfig) -> TrainResult:
         _set_rng(st["rng"], torch.load(latest / "rng.pt", weights_only=True))
         stage.load_state(st["stage"])
         epoch, step, best_epoch, best_metric = st["epoch"], st["step"], st["best_epoch"], st["best_metric"]
+        if best_epoch == epoch:  # a kill between the checkpoint and its copy to best/ leaves best/ stale
+            _replace_dir(latest / "model", out / "best")
         print(f"{stage.name}: resuming from {latest} (epoch {epoch}, step {step})", file=sys.stderr)
     history = _read_history(out / "metrics.jsonl", upto=epoch)
     out.mkdir(parents=True, exist_ok=True)
+    if epoch == 0 and (out / "best").is_dir():  # left by an earlier run: not this run's best
+        shutil.rmtree(out / "best")
     _write_jsonl(out / "metrics.jsonl", history)
     resumed_from = epoch
 
@@ -290,6 +294,34 @@ def train_step(stage: Stage, qids: Sequence[str], optimizer, scheduler, scaler, 
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return total / len(qids)
+
+
+def forward_chunk_size(device: torch.device) -> int:
+    """Sequences per forward pass inside a batch (see :func:`forward_in_chunks`): 8 on CPU, where a pass
+    costs what its tokens cost and small length-sorted chunks waste the least padding; 64 elsewhere, where
+    wide passes keep the accelerator busy."""
+    return 8 if device.type == "cpu" else 64
+
+
+def forward_in_chunks(forward, batch: Mapping[str, torch.Tensor], chunk: int) -> torch.Tensor:
+    """``forward`` over the rows of a right-padded batch in length-sorted chunks of at most ``chunk`` rows,
+    each cut to its own longest row; the outputs (first axis = rows) come back in input order, with
+    their graph. The same values as ``forward(batch)`` (padding is masked out), with less padding."""
+    mask = batch["attention_mask"]  # (rows, width)
+    n = mask.shape[0]
+    if n <= chunk:
+        return forward(batch)
+    lengths = mask.sum(dim=1)  # (rows,)
+    order = torch.argsort(lengths, descending=True, stable=True)  # (rows,)
+    widths = lengths[order].tolist()
+    outs, start = [], 0
+    for rows in torch.tensor_split(order, math.ceil(n / chunk)):
+        width = int(widths[start])  # the chunk's longest row (sorted descending)
+        outs.append(forward({key: value[rows, :width] for key, value in batch.items()}))
+        start += len(rows)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(n, device=order.device)
+    return torch.cat(outs)[inverse]
 
 
 # ----------------------------------------------------------------------------------------- helpers

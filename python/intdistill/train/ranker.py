@@ -22,7 +22,7 @@ import torch
 
 from intdistill.data import DataError, Passage, Query
 from intdistill.losses import listmle
-from intdistill.train.loop import Stage, TrainConfig, TrainResult, train
+from intdistill.train.loop import Stage, TrainConfig, TrainResult, forward_chunk_size, forward_in_chunks, train
 from intdistill.train.sources import RankedList
 
 QRELS_MEASURES = ("nDCG@10", "RR@10")
@@ -104,8 +104,12 @@ class RankerStage(Stage):
     name = "train-ranker"
 
     def __init__(self, ranker, lists: Sequence[RankedList], corpus: Mapping[str, Passage], *,
-                 dev: RerankDev | None = None, score_batch_size: int = 64, progress: bool = True):
+                 dev: RerankDev | None = None, score_batch_size: int = 64, forward_chunk: int | None = None,
+                 progress: bool = True):
+        if getattr(ranker.tokenizer, "padding_side", "right") != "right":
+            raise ValueError(f"expected a tokenizer that pads on the right, got padding_side={ranker.tokenizer.padding_side!r}")
         self.model = ranker
+        self._forward_chunk = forward_chunk
         self.lists: dict[str, RankedList] = {}
         for r in lists:
             if r.qid in self.lists:
@@ -125,13 +129,19 @@ class RankerStage(Stage):
     def examples(self) -> list[str]:
         return list(self.lists)
 
+    @property
+    def forward_chunk(self) -> int:
+        """Pairs per forward pass (length-sorted chunks of a batch); None at construction = by device."""
+        return self._forward_chunk or forward_chunk_size(self.model.device)
+
     def loss(self, qids: Sequence[str]) -> torch.Tensor:
         rows = [self.lists[q] for q in qids]
         lengths = [len(r.cands) for r in rows]
         n = max(lengths)
         queries = [r.query for r in rows for _ in r.cands]
         passages = [self.corpus[d].full_text() for r in rows for d in r.cands]
-        logits = self.model.logits(self.model.tokenize(queries, passages)).float()  # (Σ n_b,)
+        batch = self.model.tokenize(queries, passages)  # right-padded, (Σ n_b, width)
+        logits = forward_in_chunks(self.model.logits, batch, self.forward_chunk).float()  # (Σ n_b,)
         device = logits.device
         perm = torch.full((len(rows), n), -1, dtype=torch.long)  # (batch, n), -1 = padding
         for b, r in enumerate(rows):

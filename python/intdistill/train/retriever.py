@@ -31,7 +31,7 @@ import torch
 
 from intdistill.data import DataError, Passage, Query
 from intdistill.losses import kl_distill
-from intdistill.train.loop import Stage, TrainConfig, TrainResult, train
+from intdistill.train.loop import Stage, TrainConfig, TrainResult, forward_chunk_size, forward_in_chunks, train
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +163,8 @@ class RetrieverStage(Stage):
         tau_student, tau_teacher: softmax temperatures of the student's dot products and the teacher's logits.
         cache: teacher score cache (default: in memory only).
         dev: optional :class:`RetrievalDev`.
+        batch_size: texts per pass when mining, scoring with the teacher and evaluating (no gradient).
+        forward_chunk: texts per forward pass in training (length-sorted chunks); None = by device.
     """
 
     name = "train-retriever"
@@ -170,7 +172,10 @@ class RetrieverStage(Stage):
     def __init__(self, retriever, teacher, queries: Mapping[str, Query], corpus: Mapping[str, Passage], *,
                  n_candidates: int = 20, refresh: int = 1, tau_student: float = 0.05, tau_teacher: float = 1.0,
                  cache: TeacherCache | None = None, dev: RetrievalDev | None = None, batch_size: int = 64,
-                 progress: bool = True):
+                 forward_chunk: int | None = None, progress: bool = True):
+        if getattr(retriever.tokenizer, "padding_side", "right") != "right":
+            raise ValueError("expected a tokenizer that pads on the right, "
+                             f"got padding_side={retriever.tokenizer.padding_side!r}")
         if not corpus:
             raise DataError(None, None, "expected a non-empty corpus")
         for name, v, low in (("n_candidates", n_candidates, 2), ("refresh", refresh, 1), ("batch_size", batch_size, 1)):
@@ -195,6 +200,7 @@ class RetrieverStage(Stage):
         self.teacher_key = cache.teacher_key
         self.dev = dev
         self.batch_size = batch_size
+        self._forward_chunk = forward_chunk
         self.progress = progress
         self.cands: dict[str, tuple[str, ...]] | None = None  # qid -> mined candidate ids, best first
         self._version = 0  # bumped by every loss(): the weights may change after it
@@ -203,6 +209,11 @@ class RetrieverStage(Stage):
     # ------------------------------------------------------------------ Stage
     def examples(self) -> list[str]:
         return list(self.queries)
+
+    @property
+    def forward_chunk(self) -> int:
+        """Texts per forward pass (length-sorted chunks of a batch); None at construction = by device."""
+        return self._forward_chunk or forward_chunk_size(self.model.device)
 
     def start_epoch(self, epoch: int) -> None:
         if self.cands is None or (epoch - 1) % self.refresh == 0:
@@ -215,8 +226,11 @@ class RetrieverStage(Stage):
         where = {d: i for i, d in enumerate(unique)}
         device = self.model.device
         index = torch.tensor([[where[d] for d in c] for c in lists], device=device)  # (batch, n)
-        q = self.model.embed(self.model.tokenize([self.queries[x] for x in qids], "query")).float()  # (batch, dim)
-        p = self.model.embed(self.model.tokenize([self.corpus[d].full_text() for d in unique], "passage")).float()
+        chunk = self.forward_chunk
+        q_batch = self.model.tokenize([self.queries[x] for x in qids], "query")
+        p_batch = self.model.tokenize([self.corpus[d].full_text() for d in unique], "passage")
+        q = forward_in_chunks(self.model.embed, q_batch, chunk).float()  # (batch, dim)
+        p = forward_in_chunks(self.model.embed, p_batch, chunk).float()  # (unique passages, dim)
         student = torch.einsum("bd,bnd->bn", q, p[index])  # (batch, n)
         teacher = torch.tensor([[self.cache[(x, d)] for d in c] for x, c in zip(qids, lists)],
                                dtype=torch.float32, device=device)  # (batch, n)

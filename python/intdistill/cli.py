@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "llm": ("intdistill.commands.llm", "local LLM: serve a GGUF on loopback, assemble shipped GGUF files"),
     "label": ("intdistill.commands.label", "label candidate lists with a black-box LLM (listwise, resumable, cached)"),
     "label-report": ("intdistill.commands.label_report", "teacher quality: the LLM's order vs the first stage's"),
+    "train-ranker": ("intdistill.commands.train_ranker", "stage 1: train the cross-encoder ranker (ListMLE) on ranked lists"),
+    "train-retriever": ("intdistill.commands.train_retriever", "stage 2: distil the ranker into the bi-encoder retriever (KL)"),
 }
 
 

@@ -1,0 +1,193 @@
+"""Stage 1: train the cross-encoder ranker with ListMLE on ranked candidate lists.
+
+The order learned comes from --label-source: llm (the LLM's permutations in --labels), gold-first
+(relevant candidates first, by --qrels or the answers in --queries), first-stage (the candidates' own
+order, a control) or random (a seeded shuffle). Sources other than llm read candidate lists from
+--candidates or from the cands of --labels (to train on exactly the queries the LLM labelled).
+The trained ranker is written to --out (it loads with sentence_transformers.CrossEncoder), with
+checkpoints/ (a rerun resumes), best/ and metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def add_train_args(parser: argparse.ArgumentParser, *, lr: float = 2e-5, epochs: int = 3) -> None:
+    """The TrainConfig flags both training commands share."""
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=positive_int, default=epochs, help=f"passes over the training queries (default {epochs})")
+    g.add_argument("--lr", type=float, default=lr, help=f"peak AdamW learning rate (default {lr})")
+    g.add_argument("--batch-size", type=positive_int, default=8, help="queries per forward/backward pass (default 8)")
+    g.add_argument("--grad-accum", type=positive_int, default=1,
+                   help="passes accumulated per optimizer step (default 1)")
+    g.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps warming the lr up (default 0.1)")
+    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    g.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient norm clip; 0 = none (default 1.0)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda, cuda:1, ...")
+    g.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is fastest on a machine busy with other work)")
+    g.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU (default auto)")
+    g.add_argument("--eval-every", type=int, default=1, help="dev evaluation every N epochs; 0 = never (default 1)")
+    g.add_argument("--metric", default=None,
+                   help="dev measure picking the best epoch (default nDCG@10 with dev qrels, else Acc@k)")
+    g.add_argument("--keep-checkpoints", type=positive_int, default=2, help="epoch checkpoints kept (default 2)")
+    g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                   help="resume from the newest checkpoint in --out (default: when there is one); "
+                        "--no-resume deletes the old checkpoints and starts over")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def set_threads(args) -> None:
+    """Apply --threads (torch's intra-op CPU threads) to this process."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def train_config(args, metric: str):
+    """TrainConfig from the parsed flags; a bad value is a DataError naming it (exit code 2)."""
+    from intdistill.data import DataError
+    from intdistill.train.loop import TrainConfig
+
+    try:
+        return TrainConfig(
+            out=args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+            seed=args.seed, device=args.device, precision=args.precision, eval_every=args.eval_every,
+            metric=metric, keep_checkpoints=args.keep_checkpoints, resume=args.resume, progress=not args.no_progress,
+        )
+    except ValueError as e:
+        raise DataError(None, None, str(e)) from None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from intdistill.train.sources import LABEL_SOURCES
+
+    parser.add_argument("--corpus", required=True, help="corpus: JSONL, BEIR directory or SQuAD JSON")
+    parser.add_argument("--out", required=True, help="output directory (the trained ranker, checkpoints/, best/)")
+    parser.add_argument("--label-source", choices=LABEL_SOURCES, default="llm",
+                        help="which order to learn (default llm)")
+    parser.add_argument("--labels", help="LLM labels JSONL (from `intdistill label`, or the shared format)")
+    parser.add_argument("--candidates", help="candidates JSONL (from `intdistill candidates`); "
+                                             "stands in for --labels with any source but llm")
+    parser.add_argument("--queries", help="queries file: query texts when the labels hold none; answers for gold-first")
+    parser.add_argument("--qrels", help="judgements for gold-first (TREC or BEIR TSV)")
+    parser.add_argument("--max-queries", type=positive_int, help="train on the first N queries of the file")
+    parser.add_argument("--model", default=None,
+                        help="starting checkpoint: directory or hub name (default: bundled all-MiniLM-L6-v2, new head)")
+    parser.add_argument("--max-length", type=positive_int, default=None, help="tokens per (query, passage) pair (default 256)")
+    d = parser.add_argument_group("dev evaluation (re-rank dev candidate lists each epoch, keep the best)")
+    d.add_argument("--dev-candidates", help="dev candidates JSONL (or a label file: its cands)")
+    d.add_argument("--dev-qrels", help="dev judgements (TREC or BEIR TSV)")
+    d.add_argument("--dev-queries", help="dev queries: texts, and answers when there are no dev qrels")
+    add_train_args(parser)
+
+
+def _read_lists(path: str):
+    """``qid -> (query text, cands)`` and ``qid -> permutation`` (None for a candidates file) from a label
+    or candidates JSONL: a line with ``scores`` is a candidates file, one with ``permutation``/``output`` labels."""
+    from intdistill.data import iter_jsonl
+
+    first = next((obj for _, obj in iter_jsonl(path)), None)
+    if first is not None and "scores" in first and "permutation" not in first and "output" not in first:
+        from intdistill.candidates import Candidates
+
+        cands = Candidates.load(path)
+        return {q: (c.query, c.docids) for q, c in cands.items()}, None
+    from intdistill.labels import load_labels
+
+    labels = load_labels(path)
+    return {q: ("", lab.cands) for q, lab in labels.items()}, {q: lab.permutation for q, lab in labels.items()}
+
+
+def _with_texts(lists, queries, path, what):
+    from intdistill.data import DataError
+
+    out = {}
+    for q, (text, cands) in lists.items():
+        if queries is not None and q in queries:
+            text = queries[q].text
+        if not text:
+            hint = "it is not in the --queries file" if queries is not None else "give --queries"
+            raise DataError(path, None, f"{what} query {q!r} has no query text ({hint})")
+        out[q] = (text, cands)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from intdistill import data
+    from intdistill.data import DataError
+    from intdistill.train.sources import build_lists
+
+    if args.label_source == "llm" and not args.labels:
+        raise DataError(None, None, "--label-source llm needs --labels FILE (for other sources, --candidates works too)")
+    if args.labels and args.candidates:
+        raise DataError(None, None, "give --labels or --candidates, not both")
+    source_path = args.labels or args.candidates
+    if not source_path:
+        raise DataError(None, None, f"--label-source {args.label_source} needs --candidates FILE or --labels FILE")
+    if args.label_source == "gold-first" and not args.qrels and not args.queries:
+        raise DataError(None, None, "--label-source gold-first needs --qrels, or --queries with answers")
+
+    corpus = data.load_corpus(args.corpus)
+    queries = data.load_queries(args.queries) if args.queries else None
+    qrels = data.load_qrels(args.qrels) if args.qrels else None
+    raw, perms = _read_lists(source_path)
+    if args.labels and perms is None:
+        raise DataError(args.labels, None, "expected a label file (lines with 'permutation' or 'output'), "
+                                           "got a candidates file: pass it as --candidates")
+    if args.label_source == "llm" and perms is None:
+        raise DataError(source_path, None, "--label-source llm needs LLM labels, got a candidates file")
+    if args.max_queries is not None:
+        raw = dict(list(raw.items())[: args.max_queries])
+    raw = _with_texts(raw, queries, source_path, "training")
+    lists, report = build_lists(
+        args.label_source, {q: c for q, (_, c) in raw.items()}, corpus, {q: t for q, (t, _) in raw.items()},
+        permutations=perms, qrels=qrels, queries=queries, seed=args.seed, where=source_path,
+    )
+    print(report.line(), file=sys.stderr)
+
+    dev = None
+    if args.dev_candidates:
+        from intdistill.train.ranker import rerank_dev
+
+        dev_queries = data.load_queries(args.dev_queries) if args.dev_queries else None
+        dev_qrels = data.load_qrels(args.dev_qrels) if args.dev_qrels else None
+        dev_lists = _with_texts(_read_lists(args.dev_candidates)[0], dev_queries, args.dev_candidates, "dev")
+        try:
+            dev = rerank_dev(dev_lists, corpus, qrels=dev_qrels, queries=dev_queries, metric=args.metric,
+                             where=args.dev_candidates)
+        except ValueError as e:
+            if isinstance(e, DataError):
+                raise
+            raise DataError(None, None, str(e)) from None
+        base = dev.baseline(corpus)
+        print(f"dev: {len(dev.lists)} lists; first-stage order: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in base.items()), file=sys.stderr)
+    elif args.dev_qrels or args.dev_queries:
+        raise DataError(None, None, "--dev-qrels/--dev-queries need --dev-candidates (the lists to re-rank)")
+
+    cfg = train_config(args, dev.measures[0] if dev is not None else (args.metric or "nDCG@10"))
+    set_threads(args)
+    from intdistill.train.ranker import train_ranker
+
+    result = train_ranker(lists, corpus, cfg, model=args.model, max_length=args.max_length, dev=dev)
+    best = (f"; best epoch {result.best_epoch} ({cfg.metric} {result.best_metric:.4f})"
+            if result.best_epoch is not None else "")
+    print(f"ranker trained: {result.epochs} epochs, {result.steps} steps{best} -> {result.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,516 @@
+"""The training loop both stages share: AdamW, linear warmup/decay, mixed precision, epoch checkpoints
+that survive a kill, dev evaluation keeping the best epoch, progress and a metrics log.
+
+A stage (:class:`Stage`: stage 1 trains the cross-encoder, stage 2 the bi-encoder) says what its training
+examples are (query ids) and how to turn a micro-batch of them into a loss; :func:`train` does the rest.
+
+Output directory ``cfg.out``::
+
+    <model files>               the final model: the best epoch's by the dev metric, else the last epoch's
+    best/                       the best epoch's model (when there is a dev set)
+    checkpoints/epoch-N/        model/ (stage.save), optimizer.pt, rng.pt, trainer_state.json
+    metrics.jsonl               one line per epoch: train loss, learning rate, seconds, dev measures
+    train_summary.json          epochs, steps, best epoch and metric, the configuration
+
+Policies:
+- Steps: each optimizer step sees ``batch_size * grad_accum`` queries (``grad_accum`` forward/backward
+  passes of ``batch_size`` queries); the last step of an epoch may see fewer. The loss of a step is the
+  mean over its queries. The query order of epoch ``e`` is a permutation drawn from ``(seed, e)`` alone,
+  so a resumed run sees the same order as an uninterrupted one.
+- Schedule: AdamW (no weight decay on biases and norm weights, i.e. parameters with < 2 dimensions),
+  ``transformers.get_linear_schedule_with_warmup`` over all steps of all epochs.
+- Precision: on CUDA, autocast to bf16 where supported, else fp16 with a gradient scaler; fp32 on CPU.
+  Losses are computed in fp32.
+- Checkpoints: after every epoch, written into a temporary directory and renamed into place, so
+  ``checkpoints/epoch-N`` exists only when complete. A rerun resumes from the newest one (model,
+  optimizer, scheduler, scaler, RNG and stage state), refusing one made with other settings or data.
+  Only the newest ``keep_checkpoints`` are kept. Our own state is JSON; ``optimizer.pt`` and ``rng.pt``
+  hold tensors only and are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from intdistill.data import DataError
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+STATE_FILE = "trainer_state.json"
+_EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
+# TrainConfig fields that may change between a run and its resumption (they do not change the result)
+_RESUMABLE_CHANGES = ("out", "device", "progress", "keep_checkpoints", "resume")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out: str  # output directory (final model, best/, checkpoints/, metrics.jsonl)
+    epochs: int = 3  # passes over the training queries
+    lr: float = 2e-5  # peak AdamW learning rate (after warmup; then linear decay to 0)
+    batch_size: int = 8  # queries per forward/backward pass, each with all its candidates
+    grad_accum: int = 1  # passes accumulated per optimizer step: a step sees batch_size * grad_accum queries
+    warmup_ratio: float = 0.1  # share of all optimizer steps spent warming the learning rate up from 0
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (not applied to biases and norm weights)
+    max_grad_norm: float = 1.0  # clip the global gradient norm to this before each step; 0 = no clipping
+    seed: int = 0  # seeds python, numpy and torch, and the per-epoch query order
+    device: str = "auto"  # "auto": cuda when available, else cpu; or any torch device ("cuda:1", "cpu")
+    precision: str = "auto"  # "auto": bf16 (else fp16) autocast on CUDA, fp32 on CPU; or fp32 / bf16 / fp16
+    eval_every: int = 1  # dev evaluation every N epochs and after the last one; 0 = never
+    metric: str = "nDCG@10"  # dev measure that picks the best epoch (higher is better)
+    keep_checkpoints: int = 2  # newest epoch checkpoints kept on disk (older ones deleted); >= 1
+    resume: bool | None = None  # None: resume when out/checkpoints has one; True: must; False: start over
+    progress: bool = True  # tqdm progress bars on stderr
+
+    def __post_init__(self):
+        ints = {"epochs": 1, "batch_size": 1, "grad_accum": 1, "eval_every": 0, "keep_checkpoints": 1}
+        for name, low in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed: expected an int, got {self.seed!r}")
+        for name, ok, want in (
+            ("lr", lambda v: 0 < v < math.inf, "a positive finite number"),
+            ("warmup_ratio", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+            ("weight_decay", lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+            ("max_grad_norm", lambda v: 0 <= v < math.inf, "a finite number >= 0 (0 = no clipping)"),
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
+                raise ValueError(f"{name}: expected {want}, got {v!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
+        if not self.out:
+            raise ValueError("out: expected an output directory, got an empty path")
+
+
+class Stage:
+    """What a training stage gives :func:`train`. Subclasses set ``name`` and ``model`` and implement
+    :meth:`examples`, :meth:`loss`, :meth:`save`; the rest has working defaults."""
+
+    name: str = "train"
+    model: torch.nn.Module  # the module trained (its parameters go to the optimizer)
+
+    def examples(self) -> Sequence[str]:
+        """Training query ids in a fixed order (the loop shuffles indices into it per epoch)."""
+        raise NotImplementedError
+
+    def loss(self, qids: Sequence[str]) -> torch.Tensor:
+        """Scalar fp32 loss, the MEAN over ``qids`` (one micro-batch), with a graph to the model."""
+        raise NotImplementedError
+
+    def save(self, path: Path) -> None:
+        """Write the model as a directory that loads on its own (e.g. ``Ranker.save``)."""
+        raise NotImplementedError
+
+    def restore(self, path: Path) -> None:
+        """Load weights written by :meth:`save` into ``self.model`` in place (the optimizer keeps them)."""
+        fresh = type(self.model).load(path, device="cpu")
+        self.model.load_state_dict(fresh.state_dict())
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before epoch ``epoch`` (1-based) trains, e.g. to re-mine candidates."""
+
+    def dev_measures(self) -> tuple[str, ...]:
+        """Names of the measures :meth:`evaluate` reports (empty: no dev set)."""
+        return ()
+
+    def evaluate(self) -> dict[str, float]:
+        """Dev measures of the current model, named as in :meth:`dev_measures` (``{}``: no dev set)."""
+        return {}
+
+    def state(self) -> dict:
+        """JSON-serialisable state to keep in checkpoints (e.g. the mined candidates)."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Restore :meth:`state` when resuming."""
+
+    def fingerprint(self) -> str:
+        """Identifies the stage's data and settings: a resume with a different one is refused."""
+        return hashlib.sha256("\n".join(self.examples()).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path  # the output directory (holds the final model)
+    epochs: int  # epochs completed
+    steps: int  # optimizer steps taken over all epochs
+    resumed_from: int  # epoch of the checkpoint resumed from; 0 = started fresh
+    best_epoch: int | None  # epoch with the best dev metric (None: no dev evaluation)
+    best_metric: float | None  # its value
+    history: tuple[dict, ...] = field(default_factory=tuple)  # the metrics.jsonl lines, one per epoch
+
+
+# ----------------------------------------------------------------------------------------- the loop
+
+
+def train(stage: Stage, cfg: TrainConfig) -> TrainResult:
+    """Train ``stage.model`` with ``cfg``; see the module docstring for steps, checkpoints and outputs."""
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    out = Path(cfg.out)
+    device = resolve_device(cfg.device)
+    amp_dtype = resolve_precision(cfg.precision, device)
+    seed_everything(cfg.seed)
+    model = stage.model.to(device)
+    examples = list(stage.examples())
+    if not examples:
+        raise DataError(None, None, f"{stage.name}: expected at least one training query, got none")
+    per_step = cfg.batch_size * cfg.grad_accum
+    steps_per_epoch = math.ceil(len(examples) / per_step)
+    total_steps = steps_per_epoch * cfg.epochs
+
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    fingerprint = stage.fingerprint()
+    if stage.dev_measures() and cfg.metric not in stage.dev_measures():
+        raise ValueError(f"metric: expected one of the dev measures {list(stage.dev_measures())}, got {cfg.metric!r}")
+
+    epoch, step, best_epoch, best_metric = 0, 0, None, None
+    ckpt_root = out / "checkpoints"
+    latest = latest_checkpoint(ckpt_root)
+    if latest is not None and cfg.resume is False:
+        logger.warning("%s: --no-resume: removing the old checkpoints in %s", stage.name, ckpt_root)
+        shutil.rmtree(ckpt_root)
+        latest = None
+    elif latest is None and cfg.resume is True:
+        raise DataError(ckpt_root, None, "resume: expected a complete checkpoint (epoch-N), found none")
+    if latest is not None:
+        st = _read_state(latest, cfg, fingerprint)
+        stage.restore(latest / "model")
+        optimizer.load_state_dict(torch.load(latest / "optimizer.pt", map_location=device, weights_only=True))
+        scheduler.load_state_dict(st["scheduler"])
+        if st["scaler"]:
+            scaler.load_state_dict(st["scaler"])
+        _set_rng(st["rng"], torch.load(latest / "rng.pt", weights_only=True))
+        stage.load_state(st["stage"])
+        epoch, step, best_epoch, best_metric = st["epoch"], st["step"], st["best_epoch"], st["best_metric"]
+        if best_epoch == epoch:  # a kill between the checkpoint and its copy to best/ leaves best/ stale
+            _replace_dir(latest / "model", out / "best")
+        print(f"{stage.name}: resuming from {latest} (epoch {epoch}, step {step})", file=sys.stderr)
+    history = _read_history(out / "metrics.jsonl", upto=epoch)
+    out.mkdir(parents=True, exist_ok=True)
+    if epoch == 0 and (out / "best").is_dir():  # left by an earlier run: not this run's best
+        shutil.rmtree(out / "best")
+    _write_jsonl(out / "metrics.jsonl", history)
+    resumed_from = epoch
+
+    while epoch < cfg.epochs:
+        epoch += 1
+        t0 = time.perf_counter()
+        with autocast(device, amp_dtype):
+            stage.start_epoch(epoch)
+        model.train()
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(examples))
+        loss_sum, seen = 0.0, 0
+        bar = tqdm(total=steps_per_epoch, desc=f"{stage.name} epoch {epoch}/{cfg.epochs}", unit="step",
+                   file=sys.stderr, disable=not cfg.progress, dynamic_ncols=True)
+        for s in range(0, len(order), per_step):
+            step_qids = [examples[i] for i in order[s : s + per_step]]
+            loss_sum += train_step(stage, step_qids, optimizer, scheduler, scaler, batch_size=cfg.batch_size,
+                                   max_grad_norm=cfg.max_grad_norm, device=device, amp_dtype=amp_dtype) * len(step_qids)
+            seen += len(step_qids)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        bar.close()
+        record = {"epoch": epoch, "step": step, "train_loss": loss_sum / seen,
+                  "lr": scheduler.get_last_lr()[0], "train_seconds": round(time.perf_counter() - t0, 3)}
+
+        is_best = False
+        if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            t1 = time.perf_counter()
+            with autocast(device, amp_dtype):
+                dev = stage.evaluate()
+            if dev:
+                record["dev"] = dev
+                record["eval_seconds"] = round(time.perf_counter() - t1, 3)
+                is_best = best_metric is None or dev[cfg.metric] > best_metric
+                if is_best:
+                    best_epoch, best_metric = epoch, float(dev[cfg.metric])
+                record["best"] = is_best
+                print(f"{stage.name} epoch {epoch}: dev {_fmt(dev)}" + ("  (best)" if is_best else ""), file=sys.stderr)
+        history.append(record)
+
+        ckpt = _save_checkpoint(
+            ckpt_root, epoch, stage, optimizer,
+            {"epoch": epoch, "step": step, "best_epoch": best_epoch, "best_metric": best_metric,
+             "config": asdict(cfg), "fingerprint": fingerprint, "scheduler": scheduler.state_dict(),
+             "scaler": scaler.state_dict() if scaler.is_enabled() else None, "stage": stage.state()},
+        )
+        if is_best:
+            _replace_dir(ckpt / "model", out / "best")
+        _write_jsonl(out / "metrics.jsonl", history)  # after the checkpoint: a resume rewrites it from there
+        _prune(ckpt_root, cfg.keep_checkpoints)
+
+    if best_epoch is not None and (out / "best").is_dir():
+        stage.restore(out / "best")
+    stage.save(out)
+    summary = {"epochs": epoch, "steps": step, "steps_per_epoch": steps_per_epoch, "resumed_from": resumed_from,
+               "best_epoch": best_epoch, "best_metric": best_metric, "metric": cfg.metric,
+               "final_model": "best" if best_epoch is not None else "last", "config": asdict(cfg)}
+    _atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+    return TrainResult(out, epoch, step, resumed_from, best_epoch, best_metric, tuple(history))
+
+
+def train_step(stage: Stage, qids: Sequence[str], optimizer, scheduler, scaler, *, batch_size: int,
+               max_grad_norm: float, device: torch.device, amp_dtype: torch.dtype | None) -> float:
+    """One optimizer step over ``qids``: forward/backward passes of ``batch_size`` queries with gradients
+    accumulated (each pass weighted by its share of ``qids``, so the step's gradient is that of the mean
+    loss), clipping, optimizer, scheduler. Returns the mean loss over ``qids``."""
+    total = 0.0
+    for m in range(0, len(qids), batch_size):
+        micro = qids[m : m + batch_size]
+        with autocast(device, amp_dtype):
+            loss = stage.loss(micro)
+        scaler.scale(loss * (len(micro) / len(qids))).backward()
+        total += float(loss.detach()) * len(micro)
+    scaler.unscale_(optimizer)
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(stage.model.parameters(), max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total / len(qids)
+
+
+def forward_chunk_size(device: torch.device) -> int:
+    """Sequences per forward pass inside a batch (see :func:`forward_in_chunks`): 8 on CPU, where a pass
+    costs what its tokens cost and small length-sorted chunks waste the least padding; 64 elsewhere, where
+    wide passes keep the accelerator busy."""
+    return 8 if device.type == "cpu" else 64
+
+
+def forward_in_chunks(forward, batch: Mapping[str, torch.Tensor], chunk: int) -> torch.Tensor:
+    """``forward`` over the rows of a right-padded batch in length-sorted chunks of at most ``chunk`` rows,
+    each cut to its own longest row; the outputs (first axis = rows) come back in input order, with
+    their graph. The same values as ``forward(batch)`` (padding is masked out), with less padding."""
+    mask = batch["attention_mask"]  # (rows, width)
+    n = mask.shape[0]
+    if n <= chunk:
+        return forward(batch)
+    lengths = mask.sum(dim=1)  # (rows,)
+    order = torch.argsort(lengths, descending=True, stable=True)  # (rows,)
+    widths = lengths[order].tolist()
+    outs, start = [], 0
+    for rows in torch.tensor_split(order, math.ceil(n / chunk)):
+        width = int(widths[start])  # the chunk's longest row (sorted descending)
+        outs.append(forward({key: value[rows, :width] for key, value in batch.items()}))
+        start += len(rows)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(n, device=order.device)
+    return torch.cat(outs)[inverse]
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as ``torch.device`` reads it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (``None``: plain fp32). ``"auto"``: bf16 on CUDA when supported, else fp16;
+    fp32 elsewhere. fp16 off CUDA is refused (CPU autocast has no fp16 gradient scaling)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision fp16 needs a CUDA device, got {device}")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``dtype``, or a no-op context for fp32."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, numpy's global generator and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on matrices (>= 2 dims), none on biases and norm weights (1 dim)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint ``root/epoch-N`` (highest N holding trainer_state.json), or None.
+    Temporary directories of an interrupted save are removed."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    best, best_n = None, -1
+    for p in root.iterdir():
+        if p.name.startswith(".") and p.name.endswith(".tmp"):
+            shutil.rmtree(p, ignore_errors=True)
+            continue
+        m = _EPOCH_DIR.match(p.name)
+        if m and (p / STATE_FILE).is_file() and int(m.group(1)) > best_n:
+            best, best_n = p, int(m.group(1))
+    return best
+
+
+def _save_checkpoint(root: Path, epoch: int, stage: Stage, optimizer, state: dict) -> Path:
+    """Write checkpoint ``root/epoch-N`` atomically: everything goes into a temporary directory (the
+    state file last, every file fsynced) which is then renamed into place."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"epoch-{epoch}"
+    tmp = root / f".epoch-{epoch}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    stage.save(tmp / "model")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    rng_json, rng_tensors = _get_rng()
+    torch.save(rng_tensors, tmp / "rng.pt")
+    state = {"format": 1, **state, "rng": rng_json}
+    (tmp / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+    for dirpath, _, files in os.walk(tmp):
+        for name in files:
+            _fsync(Path(dirpath) / name)
+    if final.exists():  # left by an earlier run that was not resumed from it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    return final
+
+
+def _read_state(ckpt: Path, cfg: TrainConfig, fingerprint: str) -> dict:
+    path = ckpt / STATE_FILE
+    try:
+        st = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(path, None, f"expected a trainer state JSON file, got an unreadable one ({e})") from None
+    old, new = st.get("config", {}), asdict(cfg)
+    changed = [k for k in new if k not in _RESUMABLE_CHANGES and old.get(k) != new[k]]
+    if changed:
+        diffs = ", ".join(f"{k}: checkpoint {old.get(k)!r}, now {new[k]!r}" for k in changed)
+        raise DataError(path, None, f"cannot resume with other settings ({diffs}); use the same settings, "
+                                    "another --out, or --no-resume to start over")
+    if st.get("fingerprint") != fingerprint:
+        raise DataError(path, None, "cannot resume: the checkpoint was trained on other data or settings "
+                                    "(training queries, labels or stage options differ); use another --out "
+                                    "or --no-resume to start over")
+    return st
+
+
+def _get_rng() -> tuple[dict, dict]:
+    """RNG states: python's and numpy's as JSON, torch's as tensors."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    js = {"python": [version, list(internal), gauss],
+          "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return js, tensors
+
+
+def _set_rng(js: dict, tensors: dict) -> None:
+    version, internal, gauss = js["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = js["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _prune(root: Path, keep: int) -> None:
+    done = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _EPOCH_DIR.match(p.name)))
+    for _, p in done[:-keep]:
+        shutil.rmtree(p)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst``, replacing it: copy beside it, then swap by renames."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    old = dst.with_name(f".{dst.name}.old")
+    for p in (tmp, old):
+        if p.exists():
+            shutil.rmtree(p)
+    shutil.copytree(src, tmp)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _read_history(path: Path, upto: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec.get("epoch", 0) <= upto:
+                out.append(rec)
+    return out
+
+
+def _write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    _atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # platforms without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fmt(metrics: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

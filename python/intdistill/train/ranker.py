@@ -1,0 +1,203 @@
+"""Stage 1: train the cross-encoder ranker on ranked candidate lists with ListMLE.
+
+For each training query with candidates ``c_0..c_{n-1}`` (first-stage order) and a permutation ``π`` to
+learn (the LLM's, or another label source, see :mod:`intdistill.train.sources`), the ranker scores every
+pair ``s_i = ranker(query, title + " " + text of c_i)`` and the loss is
+``listmle(s, π) = -Σ_i [ s_π(i) - log Σ_{j>=i} exp s_π(j) ]``, averaged over the queries of a batch.
+Lists of different lengths are padded and masked.
+
+Dev evaluation (optional, every epoch): the ranker re-ranks each dev query's candidate list, and the
+re-ranked lists are scored with qrels measures (``nDCG@10``, ``RR@10``) or answer measures (``Acc@1``,
+``Acc@5``: a passage contains an answer string).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from intdistill.data import DataError, Passage, Query
+from intdistill.losses import listmle
+from intdistill.train.loop import Stage, TrainConfig, TrainResult, forward_chunk_size, forward_in_chunks, train
+from intdistill.train.sources import RankedList
+
+QRELS_MEASURES = ("nDCG@10", "RR@10")
+ANSWER_MEASURES = ("Acc@1", "Acc@5")
+
+
+@dataclass(frozen=True)
+class RerankDev:
+    """A dev set for stage 1: candidate lists to re-rank and how to judge them.
+
+    ``lists``: ``qid -> (query text, candidate ids in first-stage order)``. Judged by ``qrels`` when given,
+    else by the ``answers`` of ``queries``. ``measures``: names as in :mod:`intdistill.evaluate`.
+    """
+
+    lists: Mapping[str, tuple[str, tuple[str, ...]]]
+    measures: tuple[str, ...]
+    qrels: Mapping[str, Mapping[str, int]] | None = None
+    queries: Mapping[str, Query] | None = None
+
+    def run(self, scores: Mapping[str, Sequence[float]]) -> dict[str, dict[str, float]]:
+        """``{qid: {docid: score}}`` from per-list scores in candidate order."""
+        return {q: dict(zip(self.lists[q][1], map(float, scores[q]))) for q in self.lists}
+
+    def evaluate(self, run: Mapping[str, Mapping[str, float]], corpus: Mapping[str, Passage]) -> dict[str, float]:
+        from intdistill.evaluate import evaluate
+
+        queries = {q: self.queries[q] for q in self.lists} if self.queries is not None else None
+        qrels = {q: self.qrels[q] for q in self.lists} if self.qrels is not None else None  # judged dev lists only
+        return dict(evaluate(qrels, run, self.measures, queries=queries, corpus=corpus).mean)
+
+    def baseline(self, corpus: Mapping[str, Passage]) -> dict[str, float]:
+        """The measures of the first-stage order itself (no ranker): the number to beat."""
+        return self.evaluate(self.run({q: [-float(i) for i in range(len(c))] for q, (_, c) in self.lists.items()}),
+                             corpus)
+
+
+def rerank_dev(
+    lists: Mapping[str, tuple[str, Sequence[str]]],
+    corpus: Mapping[str, Passage],
+    *,
+    qrels: Mapping[str, Mapping[str, int]] | None = None,
+    queries: Mapping[str, Query] | None = None,
+    metric: str | None = None,
+    where: str | None = None,
+) -> RerankDev:
+    """Build and check a :class:`RerankDev`. With ``qrels``, lists of queries absent from them are dropped
+    (they cannot be judged); with answers, every query must have answers. ``metric`` (default ``nDCG@10``
+    with qrels, ``Acc@1`` with answers) comes first in the measures."""
+    from intdistill.evaluate import parse_measure
+
+    if qrels is None and queries is None:
+        raise DataError(where, None, "a dev set needs judgements: dev qrels, or dev queries with 'answers'")
+    kept = {}
+    for q, (text, cands) in lists.items():
+        missing = [d for d in cands if d not in corpus]
+        if missing:
+            raise DataError(where, None, f"dev query {q!r} names {len(missing)} candidate(s) not in the corpus, "
+                                         f"e.g. {missing[0]!r}")
+        if not text:
+            raise DataError(where, None, f"dev query {q!r} has no query text: give the dev queries file")
+        if qrels is not None and q not in qrels:
+            continue
+        if qrels is None and (q not in queries or not queries[q].answers):
+            raise DataError(where, None, f"dev query {q!r} has no answer strings: expected 'answers' or dev qrels")
+        kept[q] = (text, tuple(cands))
+    if not kept:
+        raise DataError(where, None, "expected at least one dev query with judgements, got none")
+    defaults = QRELS_MEASURES if qrels is not None else ANSWER_MEASURES
+    metric = parse_measure(metric).name if metric else defaults[0]
+    if qrels is None and not metric.startswith("Acc@"):
+        raise DataError(None, None, f"metric: without dev qrels only Acc@k can be computed, got {metric!r}")
+    measures = tuple(dict.fromkeys((metric, *defaults)))
+    return RerankDev(kept, measures, qrels, queries)
+
+
+class RankerStage(Stage):
+    """Stage 1 for :func:`intdistill.train.loop.train`: ListMLE of ``ranker`` on ``lists``."""
+
+    name = "train-ranker"
+
+    def __init__(self, ranker, lists: Sequence[RankedList], corpus: Mapping[str, Passage], *,
+                 dev: RerankDev | None = None, score_batch_size: int = 64, forward_chunk: int | None = None,
+                 progress: bool = True):
+        if getattr(ranker.tokenizer, "padding_side", "right") != "right":
+            raise ValueError(f"expected a tokenizer that pads on the right, got padding_side={ranker.tokenizer.padding_side!r}")
+        self.model = ranker
+        self._forward_chunk = forward_chunk
+        self.lists: dict[str, RankedList] = {}
+        for r in lists:
+            if r.qid in self.lists:
+                raise DataError(None, None, f"query {r.qid!r} appears twice in the training lists")
+            if sorted(r.permutation) != list(range(len(r.cands))):
+                raise DataError(None, None, f"query {r.qid!r}: expected a permutation of 0..{len(r.cands) - 1}, "
+                                            f"got {list(r.permutation)!r:.120}")
+            missing = [d for d in r.cands if d not in corpus]
+            if missing:
+                raise DataError(None, None, f"query {r.qid!r} names candidate {missing[0]!r}, not in the corpus")
+            self.lists[r.qid] = r
+        self.corpus = corpus
+        self.dev = dev
+        self.score_batch_size = score_batch_size
+        self.progress = progress
+
+    def examples(self) -> list[str]:
+        return list(self.lists)
+
+    @property
+    def forward_chunk(self) -> int:
+        """Pairs per forward pass (length-sorted chunks of a batch); None at construction = by device."""
+        return self._forward_chunk or forward_chunk_size(self.model.device)
+
+    def loss(self, qids: Sequence[str]) -> torch.Tensor:
+        rows = [self.lists[q] for q in qids]
+        lengths = [len(r.cands) for r in rows]
+        n = max(lengths)
+        queries = [r.query for r in rows for _ in r.cands]
+        passages = [self.corpus[d].full_text() for r in rows for d in r.cands]
+        batch = self.model.tokenize(queries, passages)  # right-padded, (Σ n_b, width)
+        logits = forward_in_chunks(self.model.logits, batch, self.forward_chunk).float()  # (Σ n_b,)
+        device = logits.device
+        perm = torch.full((len(rows), n), -1, dtype=torch.long)  # (batch, n), -1 = padding
+        for b, r in enumerate(rows):
+            perm[b, : len(r.permutation)] = torch.tensor(r.permutation)
+        if all(k == n for k in lengths):
+            return listmle(logits.view(len(rows), n), perm.to(device))
+        lens = torch.tensor(lengths)
+        batch_idx = torch.repeat_interleave(torch.arange(len(rows)), lens).to(device)  # (Σ n_b,)
+        cand_idx = torch.cat([torch.arange(k) for k in lengths]).to(device)  # (Σ n_b,)
+        scores = logits.new_zeros((len(rows), n)).index_put((batch_idx, cand_idx), logits)  # (batch, n)
+        mask = torch.arange(n)[None, :] < lens[:, None]  # (batch, n)
+        return listmle(scores, perm.to(device), mask.to(device))
+
+    def save(self, path) -> None:
+        self.model.save(path)
+
+    def dev_measures(self) -> tuple[str, ...]:
+        return self.dev.measures if self.dev is not None else ()
+
+    def evaluate(self) -> dict[str, float]:
+        if self.dev is None:
+            return {}
+        scores = self.score_lists({q: c for q, c in self.dev.lists.items()})
+        return self.dev.evaluate(self.dev.run(scores), self.corpus)
+
+    def score_lists(self, lists: Mapping[str, tuple[str, Sequence[str]]]) -> dict[str, list[float]]:
+        """Ranker logits of every candidate, ``qid -> scores in candidate order`` (no gradient)."""
+        pairs = [(text, self.corpus[d].full_text()) for text, cands in lists.values() for d in cands]
+        flat = self.model.score_pairs(pairs, batch_size=self.score_batch_size, progress=self.progress)
+        out, i = {}, 0
+        for q, (_, cands) in lists.items():
+            out[q] = flat[i : i + len(cands)].tolist()
+            i += len(cands)
+        return out
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(json.dumps([self.model.name, self.model.max_length]).encode())
+        for r in self.lists.values():
+            h.update(json.dumps([r.qid, r.query, r.cands, r.permutation]).encode())
+        return h.hexdigest()
+
+
+def train_ranker(
+    lists: Sequence[RankedList],
+    corpus: Mapping[str, Passage],
+    cfg: TrainConfig,
+    *,
+    model: str | None = None,
+    max_length: int | None = None,
+    dev: RerankDev | None = None,
+) -> TrainResult:
+    """Stage 1 end to end: load the ranker (``model``: a checkpoint path or hub name; None = the bundled
+    all-MiniLM-L6-v2 with a new head), train it on ``lists`` and write it to ``cfg.out``."""
+    from intdistill.models import Ranker
+    from intdistill.train.loop import resolve_device, seed_everything
+
+    seed_everything(cfg.seed)  # a new classification head is drawn from torch's generator
+    ranker = Ranker.load(model, max_length=max_length, device=resolve_device(cfg.device))
+    return train(RankerStage(ranker, lists, corpus, dev=dev, progress=cfg.progress), cfg)

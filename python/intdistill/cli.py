@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "llm": ("intdistill.commands.llm", "local LLM: serve a GGUF on loopback, assemble shipped GGUF files"),
     "label": ("intdistill.commands.label", "label candidate lists with a black-box LLM (listwise, resumable, cached)"),
     "label-report": ("intdistill.commands.label_report", "teacher quality: the LLM's order vs the first stage's"),
+    "index": ("intdistill.commands.index", "encode a corpus and build a usearch (HNSW) index; reports recall vs exact"),
+    "search": ("intdistill.commands.search", "search an index with query texts, or write a TREC run for a queries file"),
 }
 
 

@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000, help="queries, searched as one batch (default 1000)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256], help="search breadths to try")
+    ap.add_argument("--dtype", nargs="+", default=["f32", "f16"], help="usearch storage types (default f32 f16)")
     ap.add_argument("--connectivity", type=int, default=16, help="HNSW M (default 16)")
     ap.add_argument("--expansion-add", type=int, default=128, help="HNSW efConstruction (default 128)")
     ap.add_argument("--no-faiss", action="store_true", help="skip FAISS")
@@ -103,17 +104,20 @@ def main() -> None:
         exact_qps = len(q) / t_exact
         rows = [("numpy exact (matmul+argpartition)", "-", 0.0, exact_qps, 1.0)]
 
-        idx, t_build = timed(DenseIndex.from_embeddings, p, [str(i) for i in range(n)], metric="cos", dtype="f32",
-                             connectivity=args.connectivity, expansion_add=args.expansion_add, check_sample=0)
-        (ids, _), t = timed(idx.search_ids, q, args.k, exact=True)
-        rows.append(("usearch exact=True", "-", t_build, len(q) / t, ann_recall(ids, exact_ids, args.k)))
-        for ef in args.ef:
-            idx.expansion_search = ef
-            (ids, _), t = timed(idx.search_ids, q, args.k)
-            rows.append(("intdistill DenseIndex (usearch HNSW f32)", ef, t_build, len(q) / t,
-                         ann_recall(ids, exact_ids, args.k)))
-        size_mb = idx.usearch_index.serialized_length / 1e6
-        del idx
+        sizes = []
+        for dtype in args.dtype:
+            idx, t_build = timed(DenseIndex.from_embeddings, p, [str(i) for i in range(n)], metric="cos", dtype=dtype,
+                                 connectivity=args.connectivity, expansion_add=args.expansion_add, check_sample=0)
+            if dtype == args.dtype[0]:
+                (ids, _), t = timed(idx.search_ids, q, args.k, exact=True)
+                rows.append((f"usearch exact=True ({dtype})", "-", t_build, len(q) / t, ann_recall(ids, exact_ids, args.k)))
+            for ef in args.ef:
+                idx.expansion_search = ef
+                (ids, _), t = timed(idx.search_ids, q, args.k)
+                rows.append((f"intdistill DenseIndex (usearch HNSW {dtype})", ef, t_build, len(q) / t,
+                             ann_recall(ids, exact_ids, args.k)))
+            sizes.append(f"{dtype} {idx.usearch_index.serialized_length / 1e6:.0f} MB")
+            del idx
 
         if faiss is not None:
             flat = faiss.IndexFlatIP(args.dim)
@@ -132,7 +136,7 @@ def main() -> None:
             del hnsw
 
         top1 = float((q[:100] @ p.T).max(axis=1).mean())
-        print(f"\nn={n:,} passages (usearch file {size_mb:.0f} MB); exact numpy {exact_qps:,.0f} q/s; "
+        print(f"\nn={n:,} passages (usearch files: {', '.join(sizes)}); exact numpy {exact_qps:,.0f} q/s; "
               f"mean top-1 cosine {top1:.3f}")
         print(f"{'method':42} {'ef':>5} {'build s':>8} {'q/s':>10} {'recall@10':>9} {'x exact':>8}")
         for name, ef, build, qps, rec in rows:

@@ -115,12 +115,15 @@ def test_hand_example_scores():
     hits = cos.search(q, 3)
     assert hits.docids == [["a", "b", "c"]]
     np.testing.assert_allclose(hits.scores, [[1.0, 0.6, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(cos.search(q * 5, 1).scores, [[1.0]], atol=1e-6)  # cosine ignores norms
+    np.testing.assert_allclose(cos.search(np.zeros((1, 2), dtype=np.float32), 3).scores, [[0.0] * 3])
+    assert cos.meta.usearch_metric == "ip"  # unit vectors searched by inner product
     ip = DenseIndex.from_embeddings(p, ["a", "b", "c"], metric="ip", check_sample=0)
     np.testing.assert_allclose(ip.search(q * 3, 2).scores, [[6.0, 1.8]], atol=1e-5)
     assert cos.meta.check_recall is None and cos.meta.check_queries == 0
 
 
-@pytest.mark.parametrize("dtype", ["f16", "i8"])
+@pytest.mark.parametrize("dtype", ["f16", "bf16", "i8"])
 def test_quantised_dtypes_report_recall(tiny, corpus, dtype, tmp_path):
     q = tiny.encode_queries(QUERY_TEXTS)
     index = DenseIndex.build(tiny, corpus, dtype=dtype, progress=False, check_queries=q)
@@ -218,7 +221,7 @@ def test_missing_and_bad_files(built, tmp_path):
     out = built.save(tmp_path / "idx3")
     meta = json.loads((out / META_FILE).read_text())
     (out / META_FILE).write_text(json.dumps({**meta, "dim": 64}))
-    with pytest.raises(DataError, match=r"expected \(dim, count, dtype, metric\) = \(64"):
+    with pytest.raises(DataError, match=r"expected \(dim, count, dtype, usearch metric\) = \(64"):
         DenseIndex.load(out)
     (out / META_FILE).write_text("{broken")
     with pytest.raises(DataError, match="invalid JSON"):

@@ -8,9 +8,13 @@ Scores (higher = better; usearch reports distances, ``score = 1 - distance``):
 - ``metric="cos"``: cosine similarity ``q·p / (|q| |p|)`` (0 for a zero vector, as in
   :func:`intdistill.candidates.exact_search`);
 - ``metric="ip"``: inner product ``q·p``.
-With ``dtype="f16"`` or ``"i8"`` passages are stored quantised (usearch scales unit vectors to int8
-for ``i8``), so scores and ranks are approximate; ``i8`` is only offered with ``cos`` (usearch's int8
-inner product is not in the embeddings' units and clips values outside [-1, 1]).
+For ``cos`` with float storage, passages and queries are L2-normalised here and usearch searches by inner
+product (same ranking and scores as its cosine metric, which recomputes both norms on every comparison
+and is ~1.4x slower on f32). With ``dtype="f16"``, ``"bf16"`` or ``"i8"`` passages are stored quantised
+(usearch scales unit vectors to int8 for ``i8`` and uses its cosine metric there), so scores and ranks
+are approximate (f16 and bf16 halve memory and search about 2x faster than f32 at the same recall, see
+benches/bench_index.py); ``i8`` is only offered with ``cos`` (usearch's int8 inner product is not in the
+embeddings' units and clips values outside [-1, 1]).
 
 Build-time check: ``recall@10`` of the HNSW search against exact float32 search
 (:func:`intdistill.candidates.exact_search`) over the original embeddings, on a seeded sample of
@@ -52,7 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 METRICS = ("cos", "ip")
-DTYPES = ("f32", "f16", "i8")
+DTYPES = ("f32", "f16", "bf16", "i8")
 INDEX_FILE = "index.usearch"
 DOCIDS_FILE = "docids.json"
 META_FILE = "meta.json"
@@ -83,11 +87,12 @@ class IndexMeta:
 
     dim: int  # embedding dimension
     metric: str  # "cos" or "ip"
-    dtype: str  # storage type of passage vectors: "f32", "f16" or "i8"
+    dtype: str  # storage type of passage vectors: "f32", "f16", "bf16" or "i8"
     count: int  # passages indexed
     connectivity: int  # HNSW links per node (M)
     expansion_add: int  # HNSW candidate list size while building (efConstruction)
     expansion_search: int  # HNSW candidate list size while searching (ef), as built
+    usearch_metric: str  # the metric usearch computes: "ip" on pre-normalised vectors for cos (but i8)
     retriever_name: str = ""  # as given to Retriever.load ("" when built from raw embeddings)
     retriever_path: str = ""  # absolute path of the retriever directory when it was a local one
     retriever_fingerprint: str = ""  # Retriever.fingerprint() of the model that encoded the corpus
@@ -260,16 +265,17 @@ class DenseIndex:
             raise ValueError(f"doc id {dup!r} appears twice; expected unique ids")
         n, dim = emb.shape
 
-        index = ui.Index(ndim=dim, metric=metric, dtype=dtype, connectivity=connectivity,
+        usearch_metric = "cos" if dtype == "i8" else "ip"
+        index = ui.Index(ndim=dim, metric=usearch_metric, dtype=dtype, connectivity=connectivity,
                          expansion_add=expansion_add, expansion_search=expansion_search)
         t0 = time.perf_counter()
         bar, callback = _tqdm_callback(n, "index passages", progress)
         with bar:
-            index.add(np.arange(n, dtype=np.uint64), emb, progress=callback)
+            index.add(np.arange(n, dtype=np.uint64), _prepare(emb, metric, usearch_metric), progress=callback)
         build_seconds = time.perf_counter() - t0
         meta = IndexMeta(
             dim=dim, metric=metric, dtype=dtype, count=n, connectivity=connectivity, expansion_add=expansion_add,
-            expansion_search=expansion_search, check_k=min(CHECK_K, n), build_seconds=round(build_seconds, 3),
+            expansion_search=expansion_search, usearch_metric=usearch_metric, check_k=min(CHECK_K, n), build_seconds=round(build_seconds, 3),
             intdistill_version=__version__, usearch_version=_usearch_version(),
         )
         out = cls(index, docids, meta)
@@ -367,7 +373,7 @@ class DenseIndex:
     def _search(self, q: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """usearch batch search as ``(keys (nq, k), distances (nq, k), counts (nq,))``; usearch answers a
         one-row batch with a single ``Matches`` (only its valid hits), which is padded here."""
-        matches = self._index.search(q, k, exact=exact)
+        matches = self._index.search(_prepare(q, self.metric, self.meta.usearch_metric), k, exact=exact)
         if hasattr(matches, "counts"):  # BatchMatches
             return matches.keys, matches.distances, matches.counts
         n = len(matches.keys)
@@ -458,12 +464,20 @@ class DenseIndex:
             raise DataError(d / INDEX_FILE, None, "expected a usearch index file, got one usearch cannot read")
         got = (int(index.ndim), len(index), str(index.dtype).rsplit(".", 1)[-1].lower(),
                str(index.metric_kind).rsplit(".", 1)[-1].lower())
-        want = (meta.dim, meta.count, meta.dtype, meta.metric)
+        want = (meta.dim, meta.count, meta.dtype, meta.usearch_metric)
         if got != want:
-            raise DataError(d / INDEX_FILE, None, f"expected (dim, count, dtype, metric) = {want} as meta.json says, "
+            raise DataError(d / INDEX_FILE, None, f"expected (dim, count, dtype, usearch metric) = {want} as meta.json says, "
                                                   f"got {got}")
         index.expansion_search = meta.expansion_search
         return cls(index, docids, meta)
+
+
+def _prepare(x: np.ndarray, metric: str, usearch_metric: str) -> np.ndarray:
+    """What usearch gets: for ``cos`` searched as ``ip``, rows scaled to unit norm (zero rows stay zero,
+    so their cosine is 0); otherwise ``x`` itself."""
+    if metric == "cos" and usearch_metric == "ip":
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
+    return x
 
 
 def _usearch_version() -> str:
@@ -498,9 +512,9 @@ def _read_meta(path: Path) -> IndexMeta:
     if missing:
         raise DataError(path, None, f"expected keys {', '.join(sorted(required))}; missing {', '.join(missing)}")
     meta = IndexMeta(**{key: value for key, value in raw.items() if key in known})
-    if meta.metric not in METRICS or meta.dtype not in DTYPES:
-        raise DataError(path, None, f"expected metric in {METRICS} and dtype in {DTYPES}, "
-                                    f"got {meta.metric!r} and {meta.dtype!r}")
+    if meta.metric not in METRICS or meta.usearch_metric not in METRICS or meta.dtype not in DTYPES:
+        raise DataError(path, None, f"expected metric and usearch_metric in {METRICS} and dtype in {DTYPES}, "
+                                    f"got {meta.metric!r}, {meta.usearch_metric!r} and {meta.dtype!r}")
     for name in ("dim", "count", "expansion_search"):
         value = getattr(meta, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "label-report": ("intdistill.commands.label_report", "teacher quality: the LLM's order vs the first stage's"),
     "train-ranker": ("intdistill.commands.train_ranker", "stage 1: train the cross-encoder ranker (ListMLE) on ranked lists"),
     "train-retriever": ("intdistill.commands.train_retriever", "stage 2: distil the ranker into the bi-encoder retriever (KL)"),
+    "index": ("intdistill.commands.index", "encode a corpus and build a usearch (HNSW) index; reports recall vs exact"),
+    "search": ("intdistill.commands.search", "search an index with query texts, or write a TREC run for a queries file"),
 }
 
 

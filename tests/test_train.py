@@ -402,6 +402,38 @@ def test_stage2_training_reduces_kl(tiny_bert_dir, toy_teacher_dir, toy, tmp_pat
     assert after < 0.7 * before, (before, after)
 
 
+def test_stage2_resume_restores_mined_candidates(tiny_bert_dir, toy_teacher_dir, toy, tmp_path):
+    """Interrupted in epoch 2 (refresh 2: epoch 2 trains on epoch 1's candidates, kept in the checkpoint), then
+    resumed by a fresh stage: the same weights as an uninterrupted run."""
+    cfg = dict(epochs=2, keep_checkpoints=1)
+    ref = _student_stage(tiny_bert_dir, toy_teacher_dir, toy, refresh=2)
+    train(ref, _cfg(tmp_path / "ref", **cfg))
+
+    class Interrupt(Exception):
+        pass
+
+    stage = _student_stage(tiny_bert_dir, toy_teacher_dir, toy, refresh=2)
+    real, calls = stage.loss, []
+
+    def loss(qids):
+        calls.append(1)
+        if len(calls) == 4:  # 12 queries, batch 4: the first pass of epoch 2
+            raise Interrupt
+        return real(qids)
+
+    stage.loss = loss
+    with pytest.raises(Interrupt):
+        train(stage, _cfg(tmp_path / "run", **cfg))
+    fresh = _student_stage(tiny_bert_dir, toy_teacher_dir, toy, refresh=2)
+    mined = []
+    fresh.mine = lambda: mined.append(1)  # must not be needed: epoch 2 is not a refresh epoch
+    result = train(fresh, _cfg(tmp_path / "run", **cfg))
+    assert (result.resumed_from, result.steps, mined) == (1, 6, [])
+    assert fresh.cands == ref.cands
+    for (k, a), (_, b) in zip(fresh.model.state_dict().items(), ref.model.state_dict().items()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
+
+
 def test_teacher_cache_scores_only_new_pairs(tiny_bert_dir, toy_teacher_dir, toy, tmp_path):
     from intdistill.train.retriever import TeacherCache, module_fingerprint
     from intdistill.models import Ranker

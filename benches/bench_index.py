@@ -110,7 +110,8 @@ def main() -> None:
                                  connectivity=args.connectivity, expansion_add=args.expansion_add, check_sample=0)
             if dtype == args.dtype[0]:
                 (ids, _), t = timed(idx.search_ids, q, args.k, exact=True)
-                rows.append((f"usearch exact=True ({dtype})", "-", t_build, len(q) / t, ann_recall(ids, exact_ids, args.k)))
+                rows.append((f"usearch exact=True ({dtype})", "-", t_build, len(q) / t,
+                             ann_recall(ids, exact_ids, args.k)))
             for ef in args.ef:
                 idx.expansion_search = ef
                 (ids, _), t = timed(idx.search_ids, q, args.k)

@@ -238,7 +238,8 @@ def _write_jsonl(path: Path, rows) -> Path:
 
 @pytest.fixture
 def files(tmp_path, corpus):
-    c = _write_jsonl(tmp_path / "corpus.jsonl", [{"_id": p.id, "title": p.title, "text": p.text} for p in corpus.values()])
+    rows = [{"_id": p.id, "title": p.title, "text": p.text} for p in corpus.values()]
+    c = _write_jsonl(tmp_path / "corpus.jsonl", rows)
     q = _write_jsonl(tmp_path / "queries.jsonl", [{"_id": f"q{i}", "text": t} for i, t in enumerate(QUERY_TEXTS)])
     return c, q
 

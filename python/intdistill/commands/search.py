@@ -12,14 +12,11 @@ an error, and one whose weights or configuration differ from the recorded finger
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
 
 from intdistill.commands.candidates import RUN_SUFFIXES, _positive_int
-
-logger = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

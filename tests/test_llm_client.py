@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+import intdistill
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_openai import (  # noqa: E402
     FakeOpenAI,
@@ -357,7 +359,7 @@ CHILD = textwrap.dedent(
 
 def _child(fake, tmp_path, n):
     script = tmp_path / "label.py"
-    script.write_text(CHILD.format(python=str(REPO / "python")))
+    script.write_text(CHILD.format(python=str(Path(intdistill.__file__).resolve().parents[1])))
     return subprocess.Popen([sys.executable, str(script), fake.base_url, str(tmp_path / "llm.sqlite"), str(n)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

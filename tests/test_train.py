@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import intdistill
 import torch
 
 from intdistill import cli
@@ -30,7 +32,9 @@ from intdistill.train.sources import (
     random_permutation,
 )
 
-PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
+# where the intdistill under test lives (the source tree in development, site-packages once installed):
+# child processes must import that same one, built extension included
+PYTHON_DIR = Path(intdistill.__file__).resolve().parents[1]
 TOPICS = ["apple", "river", "engine", "violin", "glacier", "pepper", "castle", "comet",
           "tiger", "bridge", "coffee", "desert", "forest", "guitar", "island", "marble"]
 N_CANDS = 5

@@ -12,34 +12,26 @@ import logging
 import sys
 import time
 
+from intdistill.commands.common import positive_int
+
 logger = logging.getLogger(__name__)
 
 RUN_SUFFIXES = (".trec", ".run")
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="corpus: JSONL, BEIR directory or SQuAD JSON")
     parser.add_argument("--queries", required=True, help="queries: JSONL (or what intdistill.data reads)")
-    parser.add_argument("-n", type=_positive_int, required=True, help="candidates per query")
+    parser.add_argument("-n", type=positive_int, required=True, help="candidates per query")
     parser.add_argument("--out", required=True, help="output: .jsonl candidates, or a TREC run if it ends in .trec/.run")
     parser.add_argument("--retriever", default=None,
                         help="retriever: local directory or hub name (default: bundled all-MiniLM-L6-v2)")
     parser.add_argument("--qrels", default=None, help="only use queries judged in these qrels (TREC or BEIR TSV)")
-    parser.add_argument("--max-queries", type=_positive_int, default=None, help="use at most the first N queries")
-    parser.add_argument("--sample", type=_positive_int, default=None,
+    parser.add_argument("--max-queries", type=positive_int, default=None, help="use at most the first N queries")
+    parser.add_argument("--sample", type=positive_int, default=None,
                         help="use a seeded random sample of N queries (in file order), e.g. for labelling")
     parser.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="encoding batch size (default 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="encoding batch size (default 64)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--cache-dir", default=None,
                         help="keep passage embeddings here as .npy, keyed by retriever weights and corpus text")

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import os
 import sys
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
 
 
 def add_llm_args(parser, *, cache_default: str | None = None) -> None:

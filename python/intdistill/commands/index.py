@@ -12,7 +12,7 @@ import random
 import sys
 import time
 
-from intdistill.commands.candidates import _positive_int
+from intdistill.commands.common import positive_int
 
 
 def _non_negative_int(value: str) -> int:
@@ -37,17 +37,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="cos or ip (default: cos when the retriever normalises its embeddings, else ip)")
     parser.add_argument("--dtype", choices=DTYPES, default="f32",
                         help="storage of passage vectors (default f32; i8 needs --metric cos)")
-    parser.add_argument("--connectivity", type=_positive_int, default=DEFAULT_CONNECTIVITY,
+    parser.add_argument("--connectivity", type=positive_int, default=DEFAULT_CONNECTIVITY,
                         help=f"HNSW links per node, M (default {DEFAULT_CONNECTIVITY})")
-    parser.add_argument("--expansion-add", type=_positive_int, default=DEFAULT_EXPANSION_ADD,
+    parser.add_argument("--expansion-add", type=positive_int, default=DEFAULT_EXPANSION_ADD,
                         help=f"HNSW build breadth, efConstruction (default {DEFAULT_EXPANSION_ADD})")
-    parser.add_argument("--expansion-search", type=_positive_int, default=DEFAULT_EXPANSION_SEARCH,
+    parser.add_argument("--expansion-search", type=positive_int, default=DEFAULT_EXPANSION_SEARCH,
                         help=f"HNSW search breadth, ef (default {DEFAULT_EXPANSION_SEARCH})")
     parser.add_argument("--queries", default=None, help="queries for the recall check (default: sampled passages)")
     parser.add_argument("--check-sample", type=_non_negative_int, default=1000,
                         help="queries (or passages) in the recall check; 0 skips it (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the recall-check sample (default 0)")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="encoding batch size (default 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="encoding batch size (default 64)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--cache-dir", default=None,
                         help="keep passage embeddings here as .npy, keyed by retriever weights and corpus text")

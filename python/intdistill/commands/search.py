@@ -16,7 +16,8 @@ import os
 import sys
 import time
 
-from intdistill.commands.candidates import RUN_SUFFIXES, _positive_int
+from intdistill.commands.candidates import RUN_SUFFIXES
+from intdistill.commands.common import positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,18 +25,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="index directory written by `intdistill index`")
     parser.add_argument("--retriever", default=None,
                         help="retriever: local directory or hub name (default: the one recorded in the index)")
-    parser.add_argument("-k", type=_positive_int, default=10, help="passages per query (default 10)")
+    parser.add_argument("-k", type=positive_int, default=10, help="passages per query (default 10)")
     parser.add_argument("--queries", default=None, help="queries file: search every query, write --out")
     parser.add_argument("--out", default=None, help="with --queries: TREC run (.trec/.run) or candidates JSONL")
     parser.add_argument("--corpus", default=None, help="with TEXT: show the first words of each passage")
-    parser.add_argument("--words", type=_positive_int, default=20, help="passage words shown (default 20)")
+    parser.add_argument("--words", type=positive_int, default=20, help="passage words shown (default 20)")
     parser.add_argument("--exact", action="store_true", help="exhaustive search instead of HNSW (for checking)")
-    parser.add_argument("--expansion-search", type=_positive_int, default=None,
+    parser.add_argument("--expansion-search", type=positive_int, default=None,
                         help="HNSW search breadth, ef (default: as built)")
     parser.add_argument("--mmap", action="store_true", help="memory-map the index instead of loading it")
     parser.add_argument("--allow-retriever-mismatch", action="store_true",
                         help="search even if the retriever differs from the one that built the index")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="encoding batch size (default 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="encoding batch size (default 64)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 

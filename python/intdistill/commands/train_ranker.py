@@ -13,15 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
+from intdistill.commands.common import positive_int
 
 
 def add_train_args(parser: argparse.ArgumentParser, *, lr: float = 2e-5, epochs: int = 3) -> None:

@@ -13,7 +13,8 @@ import argparse
 import logging
 import sys
 
-from intdistill.commands.train_ranker import add_train_args, positive_int, set_threads, train_config
+from intdistill.commands.common import positive_int
+from intdistill.commands.train_ranker import add_train_args, set_threads, train_config
 
 logger = logging.getLogger(__name__)
 

@@ -214,3 +214,22 @@ def test_open_llm_needs_an_endpoint_and_a_model_name():
             pass
     with open_llm(p.parse_args(["--llm-base-url", "http://127.0.0.1:9/v1", "--llm-model", "m"])) as client:
         assert client.model == "m"
+
+
+def test_teacher_report_measures_agreement_between_shuffled_passes(tmp_path):
+    corpus, queries, cands = _toy(nq=4, n=6)
+    qrels = {q: {c[0]: 1} for q, c in cands.items()}
+    cfg = ListwiseConfig(window=10, step=5, passes=3, shuffle=True, seed=0)
+    label_candidates(cands, queries, corpus, FakeClient("oracle"), tmp_path / "o.jsonl", cfg, progress=False)
+    label_candidates(cands, queries, corpus, FakeClient("identity"), tmp_path / "i.jsonl", cfg, progress=False)
+    oracle = teacher_report(load_labels(tmp_path / "o.jsonl"), qrels=qrels, n_resamples=100)
+    biased = teacher_report(load_labels(tmp_path / "i.jsonl"), qrels=qrels, n_resamples=100)
+    # a teacher that ranks by content agrees with itself whatever the presentation order
+    assert oracle.pass_agreement == 1.0 and oracle.n_multi_pass == 4
+    # one that returns the shown order follows the shuffles: far from 1
+    assert biased.n_multi_pass == 4 and biased.pass_agreement < 0.5
+    assert any("agreement between passes" in line for line in biased.lines())
+    label_candidates(cands, queries, corpus, FakeClient("oracle"), tmp_path / "s.jsonl", progress=False)
+    single = teacher_report(load_labels(tmp_path / "s.jsonl"), qrels=qrels, n_resamples=100)
+    assert single.pass_agreement is None and single.n_multi_pass == 0
+    assert not any("agreement between passes" in line for line in single.lines())

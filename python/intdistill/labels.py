@@ -356,6 +356,10 @@ class TeacherReport:
     repairs: Mapping[str, int]
     position_counts: tuple[tuple[int, ...], ...]  # [first-stage position][teacher rank] -> count
     main_measure: str
+    # mean Kendall tau between the passes of each multi-pass label (--passes N, best with --shuffle):
+    # 1 = the teacher gives the same order whatever the presentation order; None = single-pass labels
+    pass_agreement: float | None = None
+    n_multi_pass: int = 0
 
     @property
     def verdict(self) -> str:
@@ -375,6 +379,9 @@ class TeacherReport:
         for m in self.teacher:
             d = self.teacher[m] - self.first_stage[m]
             out.append(f"{m:<12}{self.first_stage[m]:>12.4f}{self.teacher[m]:>10.4f}{d:>+9.4f}{self.p_values[m]:>8.4f}")
+        if self.pass_agreement is not None:
+            out.append(f"agreement between passes: mean Kendall tau {self.pass_agreement:.3f} over "
+                       f"{self.n_multi_pass} multi-pass lists (1 = no sensitivity to presentation order)")
         out.append(f"identity permutations: {100 * self.identity_rate:.1f}%; calls repaired: {100 * self.repair_rate:.1f}% "
                    f"({', '.join(f'{k} {v}' for k, v in self.repairs.items())})")
         out.append(f"verdict: the teacher is {self.verdict} than the first stage on {self.main_measure}"
@@ -414,7 +421,7 @@ def teacher_report(
     reranked run). With answers (``queries`` having answers, plus ``corpus``): candidates that contain an
     answer count as relevant, and the measures are nDCG@k, RR@k and Acc@1. Paired randomisation test per measure.
     """
-    from intdistill.evaluate import evaluate, paired_test
+    from intdistill.evaluate import evaluate, kendall_tau, paired_test
 
     if not labels:
         raise ValueError("no labels to report on")
@@ -455,6 +462,12 @@ def teacher_report(
     repairs = Counter()
     for lab in labels.values():
         repairs.update({k2: int(v) for k2, v in lab.repairs.items()})
+    taus, n_multi = [], 0
+    for lab in labels.values():
+        passes = lab.pass_permutations
+        if len(passes) >= 2 and len(lab.cands) >= 2:
+            n_multi += 1
+            taus += [kendall_tau(a, b) for i, a in enumerate(passes) for b in passes[i + 1 :]]
     return TeacherReport(
         judged_by=judged_by,
         n_labels=len(labels),
@@ -468,6 +481,8 @@ def teacher_report(
         repairs={k2: repairs.get(k2, 0) for k2 in REPAIR_KEYS if k2 != "calls_repaired"},
         position_counts=tuple(tuple(r) for r in counts),
         main_measure=f"nDCG@{k}",
+        pass_agreement=sum(taus) / len(taus) if taus else None,
+        n_multi_pass=n_multi,
     )
 
 

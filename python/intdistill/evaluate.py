@@ -298,6 +298,24 @@ def _qrels_arrays(judged, code: Mapping[str, int]):
     return offsets, docs, rels
 
 
+def _prepared(judged, qrels_csr, run_csr, *, n_missing: int, run_qids: Iterable[str]) -> Prepared:
+    """A :class:`Prepared` from the CSR arrays of the judged queries (in ``judged`` order); run queries
+    without judgements are counted as ignored."""
+    judged_ids = {q for q, _ in judged}
+    (q_off, q_docs, q_rels), (r_off, r_docs, r_scores) = qrels_csr, run_csr
+    return Prepared(
+        qids=tuple(q for q, _ in judged),
+        qrels_offsets=q_off,
+        qrels_docs=q_docs,
+        qrels_rels=q_rels,
+        run_offsets=r_off,
+        run_docs=r_docs,
+        run_scores=r_scores,
+        n_missing=n_missing,
+        n_ignored=sum(q not in judged_ids for q in run_qids),
+    )
+
+
 def prepare(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]]) -> Prepared:
     """CSR form of ``qrels`` and ``run`` dicts (doc codes over the union of their doc ids).
 
@@ -320,18 +338,8 @@ def prepare(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[st
     from intdistill import _core
 
     r_off, r_docs, r_scores = _core.run_csr([q for q, _ in judged], run, code)
-    judged_ids = {q for q, _ in judged}
-    return Prepared(
-        qids=tuple(q for q, _ in judged),
-        qrels_offsets=q_off,
-        qrels_docs=q_docs,
-        qrels_rels=q_rels,
-        run_offsets=r_off,
-        run_docs=r_docs,
-        run_scores=r_scores,
-        n_missing=sum(r is None for r in results),
-        n_ignored=sum(q not in judged_ids for q in run),
-    )
+    return _prepared(judged, (q_off, q_docs, q_rels), (r_off, r_docs, r_scores),
+                     n_missing=sum(r is None for r in results), run_qids=run)
 
 
 def prepare_topk(
@@ -387,18 +395,8 @@ def prepare_topk(
         np.cumsum(valid.sum(axis=1), out=r_off[1:])
         r_docs = doc_code[sel[valid]]
         r_scores = np.ascontiguousarray(sc[np.maximum(rows, 0)][valid])
-    judged_ids = {q for q, _ in judged}
-    return Prepared(
-        qids=tuple(q for q, _ in judged),
-        qrels_offsets=q_off,
-        qrels_docs=q_docs,
-        qrels_rels=q_rels,
-        run_offsets=r_off,
-        run_docs=r_docs,
-        run_scores=r_scores,
-        n_missing=n_missing,
-        n_ignored=sum(q not in judged_ids for q in query_ids),
-    )
+    return _prepared(judged, (q_off, q_docs, q_rels), (r_off, r_docs, r_scores),
+                     n_missing=n_missing, run_qids=query_ids)
 
 
 def evaluate_prepared(prepared: Prepared, measures: Union[str, Iterable[Union[str, Measure]]]) -> Evaluation:

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from intdistill.commands.common import positive_int
+from intdistill.commands.common import add_encoding_args, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", type=positive_int, default=None,
                         help="use a seeded random sample of N queries (in file order), e.g. for labelling")
     parser.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="encoding batch size (default 64)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--cache-dir", default=None,
-                        help="keep passage embeddings here as .npy, keyed by retriever weights and corpus text")
+    add_encoding_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,15 +7,32 @@ import contextlib
 import sys
 
 
-def positive_int(value: str) -> int:
-    """argparse type: an integer >= 1."""
+def _int_at_least(value: str, minimum: int, expected: str) -> int:
     try:
         n = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+    if n < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
     return n
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(value, 1, "a positive integer")
+
+
+def non_negative_int(value: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(value, 0, "an integer >= 0")
+
+
+def add_encoding_args(parser) -> None:
+    """Options of commands that encode a corpus with a retriever."""
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="encoding batch size (default 64)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="keep passage embeddings here as .npy, keyed by retriever weights and corpus text")
 
 
 def add_llm_args(parser, *, cache_default: str | None = None) -> None:

@@ -12,17 +12,7 @@ import random
 import sys
 import time
 
-from intdistill.commands.common import positive_int
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    return n
+from intdistill.commands.common import add_encoding_args, non_negative_int, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,13 +34,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expansion-search", type=positive_int, default=DEFAULT_EXPANSION_SEARCH,
                         help=f"HNSW search breadth, ef (default {DEFAULT_EXPANSION_SEARCH})")
     parser.add_argument("--queries", default=None, help="queries for the recall check (default: sampled passages)")
-    parser.add_argument("--check-sample", type=_non_negative_int, default=1000,
+    parser.add_argument("--check-sample", type=non_negative_int, default=1000,
                         help="queries (or passages) in the recall check; 0 skips it (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the recall-check sample (default 0)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="encoding batch size (default 64)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--cache-dir", default=None,
-                        help="keep passage embeddings here as .npy, keyed by retriever weights and corpus text")
+    add_encoding_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -103,11 +103,12 @@ class TrainConfig:
 
 
 class Stage:
-    """What a training stage gives :func:`train`. Subclasses set ``name`` and ``model`` and implement
-    :meth:`examples`, :meth:`loss`, :meth:`save`; the rest has working defaults."""
+    """What a training stage gives :func:`train`. Subclasses set ``name``, ``model`` (and ``dev``, if they
+    evaluate) and implement :meth:`examples` and :meth:`loss`; the rest has working defaults."""
 
     name: str = "train"
     model: torch.nn.Module  # the module trained (its parameters go to the optimizer)
+    dev = None  # the dev set (an object with ``.measures``), or None
 
     def examples(self) -> Sequence[str]:
         """Training query ids in a fixed order (the loop shuffles indices into it per epoch)."""
@@ -118,8 +119,8 @@ class Stage:
         raise NotImplementedError
 
     def save(self, path: Path) -> None:
-        """Write the model as a directory that loads on its own (e.g. ``Ranker.save``)."""
-        raise NotImplementedError
+        """Write the model as a directory that loads on its own (``Ranker.save`` / ``Retriever.save``)."""
+        self.model.save(path)
 
     def restore(self, path: Path) -> None:
         """Load weights written by :meth:`save` into ``self.model`` in place (the optimizer keeps them)."""
@@ -131,7 +132,7 @@ class Stage:
 
     def dev_measures(self) -> tuple[str, ...]:
         """Names of the measures :meth:`evaluate` reports (empty: no dev set)."""
-        return ()
+        return self.dev.measures if self.dev is not None else ()
 
     def evaluate(self) -> dict[str, float]:
         """Dev measures of the current model, named as in :meth:`dev_measures` (``{}``: no dev set)."""

@@ -155,12 +155,6 @@ class RankerStage(Stage):
         mask = torch.arange(n)[None, :] < lens[:, None]  # (batch, n)
         return listmle(scores, perm.to(device), mask.to(device))
 
-    def save(self, path) -> None:
-        self.model.save(path)
-
-    def dev_measures(self) -> tuple[str, ...]:
-        return self.dev.measures if self.dev is not None else ()
-
     def evaluate(self) -> dict[str, float]:
         if self.dev is None:
             return {}

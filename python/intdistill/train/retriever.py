@@ -236,12 +236,6 @@ class RetrieverStage(Stage):
                                dtype=torch.float32, device=device)  # (batch, n)
         return kl_distill(student, teacher, tau_student=self.tau_student, tau_teacher=self.tau_teacher)
 
-    def save(self, path) -> None:
-        self.model.save(path)
-
-    def dev_measures(self) -> tuple[str, ...]:
-        return self.dev.measures if self.dev is not None else ()
-
     def evaluate(self) -> dict[str, float]:
         if self.dev is None:
             return {}

@@ -82,7 +82,7 @@ def test_answer_mode(loaders, capsys, monkeypatch):
     assert cli.main(["evaluate", "--queries", "qs.jsonl", "--corpus", "c.jsonl", "--run", "r", "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["mean"] == {"Acc@1": 0.5, "Acc@5": 0.5, "Acc@20": 1.0}
-    assert [c[0] for c in loaders] == ["load_run", "load_queries", "load_corpus"]
+    assert [c[0] for c in loaders] == ["load_queries", "load_corpus", "load_run"]
 
 
 def test_usage_errors_reported_together(loaders, capsys):
@@ -173,3 +173,35 @@ def test_real_scifact_lexical_run_equals_pytrec_eval(tmp_path, capsys):
             assert ours["per_query"][q][ours_name] == pytest.approx(peer.get(q, {}).get(peer_name, 0.0), abs=1e-9)
         assert ours["per_query"][q]["RR@10"] == pytest.approx(rr.get(q, {}).get("recip_rank", 0.0), abs=1e-9)
     assert 0.3 < ours["mean"]["nDCG@10"] < 0.8
+
+
+def test_compare_runs_hand_computed(tmp_path, capsys):
+    """Two named runs: the second row carries the change and the exact sign-flip p-value (3 queries)."""
+    qrels = tmp_path / "q.tsv"
+    qrels.write_text("q1 0 a 1\nq2 0 c 1\nq3 0 x 1\n")
+    base, better = tmp_path / "base.trec", tmp_path / "better.trec"
+    base.write_text("q1 Q0 b 1 2 t\nq1 Q0 a 2 1 t\nq2 Q0 c 1 5 t\nq3 Q0 y 1 1 t\n")
+    better.write_text("q1 Q0 a 1 2 t\nq1 Q0 b 2 1 t\nq2 Q0 c 1 5 t\nq3 Q0 x 1 1 t\n")
+    argv = ["evaluate", "--qrels", str(qrels), "--run", f"base={base}", "--run", f"new={better}", "-m", "RR@10"]
+    assert cli.main(argv + ["--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["means"] == {"base": {"RR@10": pytest.approx(0.5)}, "new": {"RR@10": 1.0}}
+    t = out["tests"]["new"]["RR@10"]
+    # d = (0.5, 0, 1): of the 8 sign patterns, |mean| >= 0.5 for (+,*,+) and (-,*,-): 4 of 8
+    assert (t["delta"], t["p_value"], t["n"], t["exact"]) == (pytest.approx(0.5), pytest.approx(0.5), 3, True)
+    assert cli.main(argv + ["--format", "markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["| run | RR@10 |", "| --- | --- |", "| base | 0.5000 |", "| new | 1.0000 (+0.5000, p=0.5) |"]
+    assert cli.main(argv) == 0  # an aligned table
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split() == ["new", "1.0000", "(+0.5000,", "p=0.5)"]
+    # a run named twice, a run over other queries
+    assert cli.main(["evaluate", "--qrels", str(qrels), "--run", f"a={base}", "--run", f"a={better}"]) == 2
+    assert "expected distinct run names, got 'a' twice" in capsys.readouterr().err
+    from intdistill.evaluate import compare, evaluate
+
+    with pytest.raises(ValueError, match="run 'b': expected the same 2 scored queries as the baseline 'a', got 1"):
+        compare({"a": evaluate({"q1": {"a": 1}, "q2": {"c": 1}}, {"q1": {"a": 1.0}}, ["RR@10"]),
+                 "b": evaluate({"q1": {"a": 1}}, {"q1": {"a": 1.0}}, ["RR@10"])})
+    with pytest.raises(ValueError, match="baseline: expected one of"):
+        compare({"a": evaluate({"q1": {"a": 1}}, {"q1": {"a": 1.0}}, ["RR@10"])}, baseline="z")

@@ -460,6 +460,31 @@ def test_teacher_cache_scores_only_new_pairs(tiny_bert_dir, toy_teacher_dir, toy
     other.close()
 
 
+def test_train_max_length_truncates_training_passes_only(tiny_bert_dir, toy_teacher_dir, toy, tmp_path):
+    """--max-length shortens the texts of the training passes; mining keeps the retriever's own length, and
+    with cache_dir the first mining reads the passage embeddings ``encode_corpus`` already cached."""
+    from intdistill.candidates import encode_corpus
+
+    stage = _student_stage(tiny_bert_dir, toy_teacher_dir, toy, train_max_length=5, cache_dir=tmp_path / "emb")
+    cached = encode_corpus(stage.model, toy["corpus"], cache_dir=tmp_path / "emb")
+    files = list((tmp_path / "emb").iterdir())
+    assert len(files) == 1
+    np.save(files[0], cached + 1.0)  # a marker: mining must read these, not re-encode
+    assert np.array_equal(stage.corpus_embeddings(), cached + 1.0)
+    seen = []
+    real = stage.model.tokenize
+    stage.model.tokenize = lambda texts, kind="query", max_length=None: seen.append(max_length) or real(texts, kind,
+                                                                                                         max_length)
+    stage.start_epoch(1)
+    stage.loss(stage.examples()[:2])
+    assert seen == [5, 5]
+    assert real(["a b c d e f g h i j"], "passage", 5)["input_ids"].shape[1] == 5
+    assert real(["a b c d e f g h i j"], "passage", 10_000)["input_ids"].shape[1] == 12  # capped at the model's own
+    assert stage.fingerprint() != _student_stage(tiny_bert_dir, toy_teacher_dir, toy).fingerprint()
+    with pytest.raises(ValueError, match="train_max_length: expected an int >= 3, got 2"):
+        _student_stage(tiny_bert_dir, toy_teacher_dir, toy, train_max_length=2)
+
+
 # ------------------------------------------------------------------------------------------- CLI
 
 

@@ -40,7 +40,8 @@ Two ways in, same numbers: :func:`evaluate` reads ``{qid: {docid: ...}}`` dicts 
 CSR arrays once, and :func:`evaluate_prepared` then evaluates them fast (parallel, without the GIL).
 
 Also here: :func:`ann_recall` (approximate vs exact nearest neighbours), :func:`kendall_tau` (rank
-correlation of two permutations) and :func:`paired_test` (significance of a before/after change).
+correlation of two permutations), :func:`paired_test` (significance of a before/after change) and
+:func:`compare` (several runs against a baseline, every measure tested).
 
 Note: ``intdistill.evaluate`` at package level is the :func:`evaluate` function; import everything
 else from this module (``from intdistill.evaluate import prepare``).
@@ -66,7 +67,9 @@ __all__ = [
     "MeasureSpec",
     "PairedTest",
     "Prepared",
+    "Comparison",
     "ann_recall",
+    "compare",
     "evaluate",
     "evaluate_prepared",
     "kendall_tau",
@@ -602,3 +605,71 @@ def _betainc(a: float, b: float, x: float) -> float:
         if abs(dd * c - 1.0) < eps:
             break
     return math.exp(ln_front) * h / a
+
+
+@dataclass
+class Comparison:
+    """Several evaluations against one of them (the baseline), from :func:`compare`.
+
+    ``means[run][measure]``: each run's mean; ``tests[run][measure]``: :class:`PairedTest` of the run against
+    the baseline (``delta = run - baseline``) for every run but the baseline.
+    """
+
+    baseline: str
+    measures: tuple[str, ...]
+    means: dict[str, dict[str, float]]
+    tests: dict[str, dict[str, PairedTest]]
+
+    def rows(self, digits: int = 4) -> list[list[str]]:
+        """Header and one row per run: the baseline's means, then each run's mean with its change and the
+        randomization test's p-value, e.g. ``0.6712 (+0.0261, p=0.003)``."""
+        out = [["run"] + list(self.measures)]
+        for run, means in self.means.items():
+            row = [run]
+            for m in self.measures:
+                cell = f"{means[m]:.{digits}f}"
+                if run in self.tests:
+                    t = self.tests[run][m]
+                    cell += f" ({t.delta:+.{digits}f}, p={t.p_value:.3g})"
+                row.append(cell)
+            out.append(row)
+        return out
+
+    def to_markdown(self, digits: int = 4) -> str:
+        rows = self.rows(digits)
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+        lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"baseline": self.baseline, "measures": list(self.measures), "means": self.means,
+                "tests": {r: {m: t._asdict() for m, t in ts.items()} for r, ts in self.tests.items()}}
+
+
+def compare(evaluations: Mapping[str, Evaluation], baseline: str | None = None, *, n_resamples: int = 10000,
+            seed: int = 0) -> Comparison:
+    """Compare named evaluations (same measures, same queries) with ``baseline`` (default: the first) by
+    :func:`paired_test` on every measure. Raises ValueError naming the run whose measures or queries differ."""
+    if not evaluations:
+        raise ValueError("expected at least one evaluation to compare, got none")
+    names = list(evaluations)
+    baseline = names[0] if baseline is None else baseline
+    if baseline not in evaluations:
+        raise ValueError(f"baseline: expected one of {names}, got {baseline!r}")
+    base = evaluations[baseline]
+    measures = base.measures
+    for name, ev in evaluations.items():
+        if ev.measures != measures:
+            raise ValueError(f"run {name!r}: expected the measures {list(measures)}, got {list(ev.measures)}")
+        if set(ev.per_query) != set(base.per_query):
+            raise ValueError(f"run {name!r}: expected the same {len(base.per_query)} scored queries as the baseline "
+                             f"{baseline!r}, got {len(ev.per_query)} (use the same qrels or queries file)")
+    tests = {}
+    for name, ev in evaluations.items():
+        if name == baseline:
+            continue
+        tests[name] = {m: paired_test({q: v[m] for q, v in base.per_query.items() if m in v},
+                                      {q: v[m] for q, v in ev.per_query.items() if m in v},
+                                      n_resamples=n_resamples, seed=seed)
+                       for m in measures}
+    return Comparison(baseline, measures, {n: dict(e.mean) for n, e in evaluations.items()}, tests)

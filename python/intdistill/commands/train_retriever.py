@@ -47,6 +47,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="temperature of the student's dot products (default 0.05)")
     parser.add_argument("--tau-teacher", type=_positive_float, default=1.0,
                         help="temperature of the ranker's logits (default 1.0)")
+    parser.add_argument("--max-length", type=positive_int, default=None,
+                        help="tokens per text in the training passes (default: the retriever's own, 256 for "
+                             "MiniLM); mining and the saved model keep the retriever's own")
+    parser.add_argument("--cache-dir", default=None,
+                        help="passage embeddings of the starting retriever, shared with `intdistill candidates "
+                             "--cache-dir` (skips the first corpus pass when already there)")
     parser.add_argument("--teacher-cache", default=None,
                         help="SQLite cache of ranker scores (default OUT/teacher_scores.sqlite)")
     d = parser.add_argument_group("dev evaluation (retrieval over the whole corpus each epoch, keep the best)")
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     result = train_retriever(
         teacher, queries, corpus, cfg, retriever=args.retriever, n_candidates=args.n_candidates,
         refresh=args.refresh, tau_student=args.tau_student, tau_teacher=args.tau_teacher,
-        cache_path=args.teacher_cache, dev=dev,
+        cache_path=args.teacher_cache, dev=dev, train_max_length=args.max_length, cache_dir=args.cache_dir,
     )
     best = (f"; best epoch {result.best_epoch} ({cfg.metric} {result.best_metric:.4f})"
             if result.best_epoch is not None else "")

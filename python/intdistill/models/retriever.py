@@ -245,11 +245,13 @@ class Retriever(torch.nn.Module):
         texts = [prefix + t for t in common.check_texts(texts, f"{kind} texts")]
         return [t.lower() for t in texts] if self.config.lowercase else texts
 
-    def tokenize(self, texts: Sequence[str], kind: str = "query") -> Mapping[str, torch.Tensor]:
-        """Prefix, truncate to ``max_length`` and pad ``texts``: a ``BatchEncoding`` of tensors on our device."""
+    def tokenize(self, texts: Sequence[str], kind: str = "query", max_length: int | None = None
+                 ) -> Mapping[str, torch.Tensor]:
+        """Prefix, truncate to ``max_length`` (default: the configured one; a larger value is capped at it)
+        and pad ``texts``: a ``BatchEncoding`` of tensors on our device."""
+        limit = self.config.max_length if max_length is None else min(max_length, self.config.max_length)
         enc = self.tokenizer(
-            self._prepare(texts, kind), truncation=True, max_length=self.config.max_length,
-            padding=True, return_tensors="pt",
+            self._prepare(texts, kind), truncation=True, max_length=limit, padding=True, return_tensors="pt",
         )
         return enc.to(self.device)
 

@@ -165,6 +165,11 @@ class RetrieverStage(Stage):
         dev: optional :class:`RetrievalDev`.
         batch_size: texts per pass when mining, scoring with the teacher and evaluating (no gradient).
         forward_chunk: texts per forward pass in training (length-sorted chunks); None = by device.
+        train_max_length: tokens per text in the training passes (None = the retriever's own ``max_length``);
+            mining and evaluation always use the retriever's own, so a shorter value only makes steps cheaper.
+        cache_dir: passage embeddings of the *starting* weights are read from / kept in this directory
+            (the cache of :func:`intdistill.candidates.encode_corpus`), so the first mining of a corpus that
+            ``intdistill candidates --cache-dir`` already encoded costs no corpus pass.
     """
 
     name = "train-retriever"
@@ -172,7 +177,8 @@ class RetrieverStage(Stage):
     def __init__(self, retriever, teacher, queries: Mapping[str, Query], corpus: Mapping[str, Passage], *,
                  n_candidates: int = 20, refresh: int = 1, tau_student: float = 0.05, tau_teacher: float = 1.0,
                  cache: TeacherCache | None = None, dev: RetrievalDev | None = None, batch_size: int = 64,
-                 forward_chunk: int | None = None, progress: bool = True):
+                 forward_chunk: int | None = None, progress: bool = True, train_max_length: int | None = None,
+                 cache_dir: str | os.PathLike | None = None):
         if getattr(retriever.tokenizer, "padding_side", "right") != "right":
             raise ValueError("expected a tokenizer that pads on the right, "
                              f"got padding_side={retriever.tokenizer.padding_side!r}")
@@ -181,6 +187,9 @@ class RetrieverStage(Stage):
         for name, v, low in (("n_candidates", n_candidates, 2), ("refresh", refresh, 1), ("batch_size", batch_size, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
+        if train_max_length is not None and (isinstance(train_max_length, bool) or not isinstance(train_max_length, int)
+                                             or train_max_length < 3):
+            raise ValueError(f"train_max_length: expected an int >= 3, got {train_max_length!r}")
         if n_candidates > len(corpus):
             raise DataError(None, None, f"n_candidates: expected at most the corpus size {len(corpus)}, "
                                         f"got {n_candidates}")
@@ -202,6 +211,8 @@ class RetrieverStage(Stage):
         self.batch_size = batch_size
         self._forward_chunk = forward_chunk
         self.progress = progress
+        self.train_max_length = train_max_length
+        self.cache_dir = cache_dir
         self.cands: dict[str, tuple[str, ...]] | None = None  # qid -> mined candidate ids, best first
         self._version = 0  # bumped by every loss(): the weights may change after it
         self._corpus_emb: tuple[int, np.ndarray] | None = None
@@ -227,8 +238,8 @@ class RetrieverStage(Stage):
         device = self.model.device
         index = torch.tensor([[where[d] for d in c] for c in lists], device=device)  # (batch, n)
         chunk = self.forward_chunk
-        q_batch = self.model.tokenize([self.queries[x] for x in qids], "query")
-        p_batch = self.model.tokenize([self.corpus[d].full_text() for d in unique], "passage")
+        q_batch = self.model.tokenize([self.queries[x] for x in qids], "query", self.train_max_length)
+        p_batch = self.model.tokenize([self.corpus[d].full_text() for d in unique], "passage", self.train_max_length)
         q = forward_in_chunks(self.model.embed, q_batch, chunk).float()  # (batch, dim)
         p = forward_in_chunks(self.model.embed, p_batch, chunk).float()  # (unique passages, dim)
         student = torch.einsum("bd,bnd->bn", q, p[index])  # (batch, n)
@@ -262,7 +273,7 @@ class RetrieverStage(Stage):
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(json.dumps([self.model.name, self.n_candidates, self.refresh, self.tau_student,
-                                       self.tau_teacher, self.teacher_key]).encode())
+                                       self.tau_teacher, self.teacher_key, self.train_max_length]).encode())
         h.update(json.dumps(self.queries, sort_keys=False).encode())
         for d in self.doc_ids:
             h.update(d.encode() + b"\t" + self.corpus[d].full_text().encode() + b"\n")
@@ -272,8 +283,15 @@ class RetrieverStage(Stage):
     def corpus_embeddings(self) -> np.ndarray:
         """Passage embeddings ``(n_passages, dim)`` by the current weights (reused until the next loss())."""
         if self._corpus_emb is None or self._corpus_emb[0] != self._version:
-            texts = [self.corpus[d].full_text() for d in self.doc_ids]
-            emb = self.model.encode_passages(texts, batch_size=self.batch_size, progress=self.progress)
+            if self._version == 0 and self.cache_dir is not None:
+                from intdistill.candidates import encode_corpus
+
+                with torch.autocast(self.model.device.type, enabled=False):  # the cache holds fp32 encodings
+                    emb = encode_corpus(self.model, self.corpus, batch_size=self.batch_size,
+                                        progress=self.progress, cache_dir=self.cache_dir)
+            else:
+                texts = [self.corpus[d].full_text() for d in self.doc_ids]
+                emb = self.model.encode_passages(texts, batch_size=self.batch_size, progress=self.progress)
             self._corpus_emb = (self._version, emb)
         return self._corpus_emb[1]
 
@@ -317,11 +335,13 @@ def train_retriever(
     tau_teacher: float = 1.0,
     cache_path: str | os.PathLike | None = None,
     dev: RetrievalDev | None = None,
+    train_max_length: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Stage 2 end to end: load the student (``retriever``: a checkpoint path or hub name; None = the
     bundled all-MiniLM-L6-v2), distil ``teacher`` (a :class:`~intdistill.models.Ranker`) into it over
     ``queries`` and write it to ``cfg.out``. ``cache_path``: SQLite file for teacher scores (default
-    ``<out>/teacher_scores.sqlite``)."""
+    ``<out>/teacher_scores.sqlite``); ``train_max_length`` and ``cache_dir``: see :class:`RetrieverStage`."""
     from intdistill.models import Retriever
     from intdistill.train.loop import resolve_device, seed_everything
 
@@ -332,7 +352,7 @@ def train_retriever(
     try:
         stage = RetrieverStage(student, teacher, queries, corpus, n_candidates=n_candidates, refresh=refresh,
                                tau_student=tau_student, tau_teacher=tau_teacher, cache=cache, dev=dev,
-                               progress=cfg.progress)
+                               progress=cfg.progress, train_max_length=train_max_length, cache_dir=cache_dir)
         return train(stage, cfg)
     finally:
         cache.close()

@@ -460,6 +460,27 @@ def test_teacher_cache_scores_only_new_pairs(tiny_bert_dir, toy_teacher_dir, toy
     other.close()
 
 
+def test_head_lr_groups_only_the_new_head(tiny_ranker_dir, tiny_bert_dir):
+    from intdistill.models import Ranker, Retriever
+    from intdistill.train.loop import head_parameter_names, param_groups
+
+    ranker = Ranker.load(tiny_ranker_dir)
+    head = head_parameter_names(ranker)
+    assert head and all(".classifier." in n or n.startswith("classifier.") or "classifier" in n for n in head), head
+    groups = param_groups(ranker, 0.01, lr=1e-5, head_lr=1e-3)
+    by_lr = {}
+    for g in groups:
+        by_lr.setdefault(g["lr"], []).extend(g["params"])
+    n_all = sum(1 for p in ranker.parameters() if p.requires_grad)
+    assert sorted(by_lr) == [1e-5, 1e-3] and len(by_lr[1e-3]) == len(head) == 2  # classifier weight and bias
+    assert len(by_lr[1e-5]) + len(by_lr[1e-3]) == n_all
+    decayed = [g for g in groups if g["lr"] == 1e-3 and g["weight_decay"] > 0]
+    assert len(decayed) == 1 and [p.dim() for p in decayed[0]["params"]] == [2]
+    assert head_parameter_names(Retriever.load(tiny_bert_dir)) == set()  # a bare encoder has no head
+    with pytest.raises(ValueError, match="head_lr: expected a positive finite number or None, got 0"):
+        TrainConfig(out="x", head_lr=0)
+
+
 def test_train_max_length_truncates_training_passes_only(tiny_bert_dir, toy_teacher_dir, toy, tmp_path):
     """--max-length shortens the texts of the training passes; mining keeps the retriever's own length, and
     with cache_dir the first mining reads the passage embeddings ``encode_corpus`` already cached."""

@@ -21,6 +21,8 @@ def add_train_args(parser: argparse.ArgumentParser, *, lr: float = 2e-5, epochs:
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=epochs, help=f"passes over the training queries (default {epochs})")
     g.add_argument("--lr", type=float, default=lr, help=f"peak AdamW learning rate (default {lr})")
+    g.add_argument("--head-lr", type=float, default=None,
+                   help="peak lr of a task head new to the checkpoint, e.g. a ranker's classifier (default: --lr)")
     g.add_argument("--batch-size", type=positive_int, default=8, help="queries per forward/backward pass (default 8)")
     g.add_argument("--grad-accum", type=positive_int, default=1,
                    help="passes accumulated per optimizer step (default 1)")
@@ -58,7 +60,7 @@ def train_config(args, metric: str):
 
     try:
         return TrainConfig(
-            out=args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+            out=args.out, epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
             warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
             seed=args.seed, device=args.device, precision=args.precision, eval_every=args.eval_every,
             metric=metric, keep_checkpoints=args.keep_checkpoints, resume=args.resume, progress=not args.no_progress,

@@ -65,6 +65,7 @@ class TrainConfig:
     out: str  # output directory (final model, best/, checkpoints/, metrics.jsonl)
     epochs: int = 3  # passes over the training queries
     lr: float = 2e-5  # peak AdamW learning rate (after warmup; then linear decay to 0)
+    head_lr: float | None = None  # peak lr of a task head new to the checkpoint (a ranker's classifier); None = lr
     batch_size: int = 8  # queries per forward/backward pass, each with all its candidates
     grad_accum: int = 1  # passes accumulated per optimizer step: a step sees batch_size * grad_accum queries
     warmup_ratio: float = 0.1  # share of all optimizer steps spent warming the learning rate up from 0
@@ -96,6 +97,9 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
                 raise ValueError(f"{name}: expected {want}, got {v!r}")
+        h = self.head_lr
+        if h is not None and (isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 < h < math.inf):
+            raise ValueError(f"head_lr: expected a positive finite number or None, got {h!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
         if not self.out:
@@ -181,7 +185,7 @@ def train(stage: Stage, cfg: TrainConfig) -> TrainResult:
     steps_per_epoch = math.ceil(len(examples) / per_step)
     total_steps = steps_per_epoch * cfg.epochs
 
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, lr=cfg.lr, head_lr=cfg.head_lr), lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     fingerprint = stage.fingerprint()
@@ -361,13 +365,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on matrices (>= 2 dims), none on biases and norm weights (1 dim)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+def head_parameter_names(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters outside the pretrained encoder of the (first) Hugging Face model inside
+    ``model``: its task head (e.g. ``classifier.*`` of a ``...ForSequenceClassification``). Empty for a bare
+    encoder (a retriever)."""
+    for prefix, module in model.named_modules():
+        base = getattr(module, "base_model_prefix", None)
+        if base and hasattr(module, base) and getattr(module, base) is not module:
+            lead = f"{prefix}." if prefix else ""
+            return {lead + n for n, _ in module.named_parameters() if not n.startswith(base + ".")}
+    return set()
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, *, lr: float | None = None,
+                 head_lr: float | None = None) -> list[dict]:
+    """AdamW groups: weight decay on matrices (>= 2 dims), none on biases and norm weights (1 dim). With
+    ``head_lr`` (and ``lr``), the task head (:func:`head_parameter_names`) learns at ``head_lr``: a head drawn
+    at random learns at the pace of the pretrained body's tiny steps otherwise."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    head = head_parameter_names(model) if head_lr is not None else set()
+    groups = []
+    for is_head in (False, True):
+        part = [p for n, p in named if (n in head) == is_head]
+        extra = {"lr": head_lr} if is_head else ({"lr": lr} if lr is not None else {})
+        for decay in (True, False):
+            ps = [p for p in part if (p.dim() >= 2) == decay]
+            if ps or not is_head:
+                groups.append({"params": ps, "weight_decay": weight_decay if decay else 0.0, **extra})
+    return groups
 
 
 def latest_checkpoint(root: Path) -> Path | None:

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-retriever": ("intdistill.commands.train_retriever", "stage 2: distil the ranker into the bi-encoder retriever (KL)"),
     "index": ("intdistill.commands.index", "encode a corpus and build a usearch (HNSW) index; reports recall vs exact"),
     "search": ("intdistill.commands.search", "search an index with query texts, or write a TREC run for a queries file"),
+    "rag": ("intdistill.commands.rag", "retrieval-augmented QA: retrieve k passages, LLM reader answers, EM / F1 (resumable)"),
+    "ask": ("intdistill.commands.ask", "ask one question: the LLM reader's answer from the top-k passages, with sources"),
 }
 
 

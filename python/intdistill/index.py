@@ -99,6 +99,7 @@ class IndexMeta:
     retriever_path: str = ""  # absolute path of the retriever directory when it was a local one
     retriever_fingerprint: str = ""  # Retriever.fingerprint() of the model that encoded the corpus
     retriever_normalize: bool | None = None  # whether that retriever L2-normalises its embeddings
+    corpus_path: str = ""  # absolute path of the corpus file the passages came from ("": not known)
     check_k: int = CHECK_K  # cutoff of the build-time recall check (min(10, count))
     check_recall: float | None = None  # ANN recall@check_k vs exact float32 search (None: not measured)
     check_queries: int = 0  # queries in the check
@@ -196,6 +197,7 @@ class DenseIndex:
         """Encode ``corpus`` with ``retriever`` (:func:`intdistill.candidates.encode_corpus`) and index it.
 
         ``metric=None`` follows the retriever's own score: ``"cos"`` when it normalises, else ``"ip"``.
+        A corpus loaded from a file (``intdistill.data.load_corpus``: its ``source``) is recorded as ``corpus_path``.
         ``check_queries``: query embeddings ``(nq, dim)`` for the recall check (else passages are sampled);
         ``check_sample=0`` skips the check. Raises ``ValueError`` on an empty corpus.
         """
@@ -222,6 +224,7 @@ class DenseIndex:
         index.meta = index._replace_meta(
             retriever_name=name, retriever_path=path, retriever_fingerprint=retriever.fingerprint(),
             retriever_normalize=bool(retriever.normalize), encode_seconds=round(encode_seconds, 3),
+            corpus_path=os.path.abspath(source) if (source := getattr(corpus, "source", None)) else "",
         )
         return index
 

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from intdistill.commands.common import add_encoding_args, positive_int
+from intdistill.commands.common import add_encoding_args, add_query_selection_args, positive_int, select_queries
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retriever", default=None,
                         help="retriever: local directory or hub name (default: bundled all-MiniLM-L6-v2)")
     parser.add_argument("--qrels", default=None, help="only use queries judged in these qrels (TREC or BEIR TSV)")
-    parser.add_argument("--max-queries", type=positive_int, default=None, help="use at most the first N queries")
-    parser.add_argument("--sample", type=positive_int, default=None,
-                        help="use a seeded random sample of N queries (in file order), e.g. for labelling")
-    parser.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
+    add_query_selection_args(parser)
     add_encoding_args(parser)
 
 
@@ -56,13 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if not queries:
         where = args.qrels if qrels is not None else args.queries
         raise data.DataError(where, None, "expected at least one query to retrieve for, got none")
-    if args.sample is not None and args.sample < len(queries):
-        import random
-
-        keep = set(random.Random(args.seed).sample(list(queries), args.sample))
-        queries = {qid: q for qid, q in queries.items() if qid in keep}
-    if args.max_queries is not None:
-        queries = dict(list(queries.items())[: args.max_queries])
+    queries = select_queries(queries, args)
 
     t0 = time.perf_counter()
     retriever = Retriever.load(args.retriever, device=args.device)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
+from typing import NamedTuple
 
 
 def _int_at_least(value: str, minimum: int, expected: str) -> int:
@@ -33,6 +35,108 @@ def add_encoding_args(parser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--cache-dir", default=None,
                         help="keep passage embeddings here as .npy, keyed by retriever weights and corpus text")
+
+
+def add_index_args(parser) -> None:
+    """Options of commands that search an index built by `intdistill index` (see :func:`open_index`)."""
+    parser.add_argument("--index", required=True, help="index directory written by `intdistill index`")
+    parser.add_argument("--retriever", default=None,
+                        help="retriever: local directory or hub name (default: the one recorded in the index)")
+    parser.add_argument("--expansion-search", type=positive_int, default=None,
+                        help="HNSW search breadth, ef (default: as built)")
+    parser.add_argument("--mmap", action="store_true", help="memory-map the index instead of loading it")
+    parser.add_argument("--allow-retriever-mismatch", action="store_true",
+                        help="search even if the retriever differs from the one that built the index")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="encoding batch size (default 64)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+
+
+def _retriever_source(index, index_path: str) -> str | None:
+    """What Retriever.load gets when --retriever is omitted: the recorded directory, else the recorded name
+    (the bundled MiniLM when that is its hub name)."""
+    from intdistill.data import DataError
+    from intdistill.models.common import DEFAULT_MODEL_NAME
+
+    m = index.meta
+    if m.retriever_path and os.path.isdir(m.retriever_path):
+        return m.retriever_path
+    if m.retriever_name == DEFAULT_MODEL_NAME:
+        return None
+    if m.retriever_name:
+        return m.retriever_name
+    raise DataError(index_path, None, "the index records no retriever (built from raw embeddings): give --retriever")
+
+
+class OpenIndex(NamedTuple):
+    index: object  # intdistill.index.DenseIndex
+    retriever: object  # intdistill.models.Retriever, checked against the index
+
+
+def open_index(args, k: int) -> OpenIndex:
+    """Load ``args.index`` (``--mmap``, ``--expansion-search``) and its retriever (``--retriever``, else the one
+    recorded in meta.json), and check that they fit: ``k`` at most the passages indexed, the same embedding
+    dimension, the same retriever fingerprint unless ``--allow-retriever-mismatch``. Misfits raise DataError."""
+    from intdistill.data import DataError
+    from intdistill.index import DenseIndex, RetrieverMismatchError
+    from intdistill.models import Retriever
+
+    index = DenseIndex.load(args.index, mmap=args.mmap)
+    if k > len(index):
+        raise DataError(args.index, None, f"expected -k at most {len(index)} (the passages indexed), got {k}")
+    if args.expansion_search is not None:
+        index.expansion_search = args.expansion_search
+    source = args.retriever if args.retriever is not None else _retriever_source(index, args.index)
+    retriever = Retriever.load(source, device=args.device)
+    try:
+        index.check_retriever(retriever, allow_mismatch=args.allow_retriever_mismatch)
+    except RetrieverMismatchError as e:
+        raise DataError(args.index, None, f"{e} (command line: --allow-retriever-mismatch)") from None
+    except ValueError as e:  # the retriever's dimension is not the index's
+        raise DataError(args.index, None, str(e)) from None
+    return OpenIndex(index, retriever)
+
+
+def index_corpus(index, index_path: str, corpus_path: str | None):
+    """The corpus whose passages ``index`` holds: ``corpus_path`` when given, else the one recorded in the
+    index's meta.json. DataError when there is none, or when some indexed id is not in it (another corpus)."""
+    from intdistill.data import DataError, load_corpus
+
+    if corpus_path is None:
+        recorded = index.meta.corpus_path
+        if not recorded:
+            raise DataError(index_path, None, "the index records no corpus file: give --corpus")
+        if not os.path.exists(recorded):
+            raise DataError(index_path, None, f"the corpus recorded in the index, {recorded}, is not there: "
+                                              "give --corpus")
+        corpus_path = recorded
+    corpus = load_corpus(corpus_path)
+    missing = [d for d in index.docids if d not in corpus]
+    if missing:
+        raise DataError(corpus_path, None, f"expected every indexed passage in the corpus, got {len(missing)} of "
+                                           f"{len(index.docids)} missing (e.g. {missing[0]!r}): give the corpus the "
+                                           f"index was built from")
+    return corpus
+
+
+def add_query_selection_args(parser) -> None:
+    """--max-queries / --sample / --seed (applied by :func:`select_queries`)."""
+    parser.add_argument("--max-queries", type=positive_int, default=None, help="use at most the first N queries")
+    parser.add_argument("--sample", type=positive_int, default=None,
+                        help="use a seeded random sample of N queries (in file order)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
+
+
+def select_queries(queries: dict, args) -> dict:
+    """``queries`` cut to a seeded random ``--sample`` of N (kept in file order), then to the first
+    ``--max-queries``; unchanged when neither is given."""
+    if args.sample is not None and args.sample < len(queries):
+        import random
+
+        keep = set(random.Random(args.seed).sample(list(queries), args.sample))
+        queries = {qid: q for qid, q in queries.items() if qid in keep}
+    if args.max_queries is not None:
+        queries = dict(list(queries.items())[: args.max_queries])
+    return queries
 
 
 def add_llm_args(parser, *, cache_default: str | None = None) -> None:

@@ -12,55 +12,27 @@ an error, and one whose weights or configuration differ from the recorded finger
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
 from intdistill.commands.candidates import RUN_SUFFIXES
-from intdistill.commands.common import positive_int
+from intdistill.commands.common import add_index_args, open_index, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="query texts (or use --queries)")
-    parser.add_argument("--index", required=True, help="index directory written by `intdistill index`")
-    parser.add_argument("--retriever", default=None,
-                        help="retriever: local directory or hub name (default: the one recorded in the index)")
     parser.add_argument("-k", type=positive_int, default=10, help="passages per query (default 10)")
     parser.add_argument("--queries", default=None, help="queries file: search every query, write --out")
     parser.add_argument("--out", default=None, help="with --queries: TREC run (.trec/.run) or candidates JSONL")
     parser.add_argument("--corpus", default=None, help="with TEXT: show the first words of each passage")
     parser.add_argument("--words", type=positive_int, default=20, help="passage words shown (default 20)")
     parser.add_argument("--exact", action="store_true", help="exhaustive search instead of HNSW (for checking)")
-    parser.add_argument("--expansion-search", type=positive_int, default=None,
-                        help="HNSW search breadth, ef (default: as built)")
-    parser.add_argument("--mmap", action="store_true", help="memory-map the index instead of loading it")
-    parser.add_argument("--allow-retriever-mismatch", action="store_true",
-                        help="search even if the retriever differs from the one that built the index")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="encoding batch size (default 64)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-
-
-def _retriever_source(index, index_path: str) -> str | None:
-    """What Retriever.load gets when --retriever is omitted: the recorded directory, else the recorded name
-    (the bundled MiniLM when that is its hub name)."""
-    from intdistill.data import DataError
-    from intdistill.models.common import DEFAULT_MODEL_NAME
-
-    m = index.meta
-    if m.retriever_path and os.path.isdir(m.retriever_path):
-        return m.retriever_path
-    if m.retriever_name == DEFAULT_MODEL_NAME:
-        return None
-    if m.retriever_name:
-        return m.retriever_name
-    raise DataError(index_path, None, "the index records no retriever (built from raw embeddings): give --retriever")
+    add_index_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from intdistill import data
     from intdistill.candidates import CandidateList, Candidates
-    from intdistill.index import DenseIndex, RetrieverMismatchError
-    from intdistill.models import Retriever
 
     if bool(args.texts) == (args.queries is not None):
         raise data.DataError(None, None, "expected query TEXT arguments or --queries FILE (one of them), got "
@@ -75,22 +47,10 @@ def run(args: argparse.Namespace) -> int:
     corpus = data.load_corpus(args.corpus) if args.corpus is not None and args.texts else None
 
     t0 = time.perf_counter()
-    index = DenseIndex.load(args.index, mmap=args.mmap)
-    if args.k > len(index):
-        raise data.DataError(args.index, None, f"expected -k at most {len(index)} (the passages indexed), got {args.k}")
-    if args.expansion_search is not None:
-        index.expansion_search = args.expansion_search
-    source = args.retriever if args.retriever is not None else _retriever_source(index, args.index)
-    retriever = Retriever.load(source, device=args.device)
+    index, retriever = open_index(args, args.k)
     t1 = time.perf_counter()
     qids = list(queries) if queries is not None else [str(i + 1) for i in range(len(args.texts))]
     texts = [queries[q].text for q in qids] if queries is not None else list(args.texts)
-    try:
-        index.check_retriever(retriever, allow_mismatch=args.allow_retriever_mismatch)
-    except RetrieverMismatchError as e:
-        raise data.DataError(args.index, None, f"{e} (command line: --allow-retriever-mismatch)") from None
-    except ValueError as e:  # the retriever's dimension is not the index's
-        raise data.DataError(args.index, None, str(e)) from None
     query_emb = retriever.encode_queries(texts, batch_size=args.batch_size, progress=queries is not None)
     hits = index.search_exact(query_emb, args.k) if args.exact else index.search(query_emb, args.k)
     t2 = time.perf_counter()

@@ -1,0 +1,639 @@
+"""Retrieval-augmented QA: retrieve k passages, let an LLM reader write a short answer, score it.
+
+    retrieve = IndexRetrieve(index, retriever)              # or any callable (texts, k) -> Hits
+    res = answer_questions(retrieve, queries, corpus, client, k=5, out="preds.jsonl")
+    print(res.em, res.f1, res.accuracy, res.ledger)          # SQuAD EM / F1, Acc@k of the retrieved passages
+    a = ask("Who wrote Hamlet?", retrieve, corpus, client, k=3)
+    print(a.answer, [s.docid for s in a.sources])
+
+Reader prompt: a ``PromptTemplate`` (``intdistill.llm.prompts``) from ``READER_TEMPLATES``, filled in by
+``prompts.build_messages``: the retrieved passages in rank order, one line each, ``[i] title: text`` (whitespace
+collapsed, optionally cut to ``max_words`` words), then the question, asking for a few words taken from the
+passages. ``template_hash`` of the template is recorded with every prediction.
+
+Answer parsing (``parse_answer``): the reader's text is cleaned to a short span, see its docstring. The raw
+text is always kept next to the prediction.
+
+Scores (``intdistill.answers``; fractions in [0, 1]):
+- ``em`` / ``f1``: SQuAD v1.1 exact match and token F1 of the prediction against the gold answers (max over them);
+- ``accuracy`` (Acc@k): DPR top-k accuracy of the retrieved passages: 1 when one of the k passages contains a
+  gold answer (DPR has-answer over ``Passage.text``), per record ``hit_rank`` = the 1-based rank of the first one.
+Questions without gold answers are answered but not scored (``n_unscored``); the means are over the scored
+ones (``None`` when there are none). Scores are recomputed from the current gold answers and corpus on every
+call, for the records read back from ``out`` too.
+
+Predictions file (``out``, JSONL, one line per question, the fields of ``RagRecord``): a line is appended,
+flushed and fsynced as soon as its question is answered, and every LLM answer is in the client's cache as it
+arrives, so an interrupted run loses at most the calls in flight. A rerun skips the questions already in the
+file (resume). A file made with another model, reader prompt, k, reader setting or retriever
+(``RUN_IDENTITY``) is refused with a ``DataError`` naming the file; a cut-off last line (a crash mid-write)
+is dropped and its question answered again.
+
+Budget: when the client's ``max_calls`` / ``max_cost`` is reached (``BudgetExceeded``), every answer obtained
+is written and ``answer_questions`` returns with ``stopped`` set to the reason (a rerun goes on).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from intdistill.data import DataError, Passage, Query
+from intdistill.llm.prompts import PromptTemplate, build_messages, template_hash
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "READER_TEMPLATES",
+    "RUN_IDENTITY",
+    "Answer",
+    "IndexRetrieve",
+    "RagRecord",
+    "RagResult",
+    "ReaderConfig",
+    "Source",
+    "answer_questions",
+    "ask",
+    "get_reader_template",
+    "load_predictions",
+    "parse_answer",
+    "passage_reader_text",
+    "reader_messages",
+]
+
+# ---------------------------------------------------------------------------------------------- prompts
+
+SHORT_ANSWER = PromptTemplate(
+    name="short-answer",
+    system="You answer questions from the passages you are given. You reply with a short answer only.",
+    user=(
+        "Passages:\n{passages}\n\n"
+        "Question: {query}\n"
+        "Answer with a few words taken from the passages, not a sentence. "
+        "If the passages do not say, give your best guess in a few words. Reply with the answer only."
+    ),
+    description="numbered passages, then the question; asks for a short span from the passages (default)",
+)
+
+COMPACT_READER = PromptTemplate(
+    name="compact",
+    system="",
+    user="{passages}\n\nQuestion: {query}\nAnswer with a few words from the passages only.",
+    description="shortest instructions, no system message (small models, small context windows)",
+)
+
+READER_TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (SHORT_ANSWER, COMPACT_READER)}
+
+
+def get_reader_template(name: str) -> PromptTemplate:
+    """The registered reader template called ``name``; ``ValueError`` listing the registered names otherwise."""
+    try:
+        return READER_TEMPLATES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown reader template {name!r}; expected one of {sorted(READER_TEMPLATES)}") from None
+
+
+def passage_reader_text(p: Passage) -> str:
+    """How a passage is shown to the reader: ``title: text`` (just ``text`` without a title)."""
+    return f"{p.title}: {p.text}" if p.title else p.text
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """How the reader is asked. Every field is part of a predictions file's identity (``RUN_IDENTITY``)."""
+
+    template: str = SHORT_ANSWER.name  # a name in READER_TEMPLATES
+    max_words: int | None = None  # passage words shown to the reader (None: whole passages)
+    max_tokens: int = 32  # new tokens per answer
+    temperature: float = 0.0
+    seed: int = 0  # sent to the endpoint as `seed`
+
+    def __post_init__(self):
+        get_reader_template(self.template)
+        for name, low in (("max_tokens", 1), ("seed", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
+        v = self.max_words
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"max_words: expected an int >= 1 or None, got {v!r}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 2:
+            raise ValueError(f"temperature: expected a number in [0, 2], got {t!r}")
+
+    @property
+    def prompt_hash(self) -> str:
+        return template_hash(get_reader_template(self.template))
+
+    def decoding(self) -> dict:
+        return {"temperature": float(self.temperature), "max_tokens": self.max_tokens, "seed": self.seed}
+
+
+def reader_messages(question: str, passages: Sequence[Passage], config: ReaderConfig | None = None) -> list[dict]:
+    """Chat messages asking the reader to answer ``question`` from ``passages`` (shown in the given order)."""
+    config = config or ReaderConfig()
+    return build_messages(get_reader_template(config.template), question,
+                          [passage_reader_text(p) for p in passages], max_words=config.max_words)
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_PREFIX = re.compile(r"^\s*(?:\*\*|__)?\s*(?:(?:final|short)\s+)?(?:answer|a)\s*(?:\*\*|__)?\s*[:：]\s*(?:\*\*|__)?",
+                     re.I)
+_CITATIONS = re.compile(r"(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+$")
+_QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb"}
+_EMPHASIS = ("**", "__")
+
+
+def _unquote(s: str) -> str:
+    for mark in _EMPHASIS:
+        if len(s) > 2 * len(mark) and s.startswith(mark) and s.endswith(mark):
+            s = s[len(mark):-len(mark)].strip()
+    if len(s) >= 2 and s[0] in _QUOTES and s[-1] == _QUOTES[s[0]]:
+        s = s[1:-1].strip()
+    return s
+
+
+def parse_answer(text: str) -> str:
+    """A reader's text cleaned to the answer span, in this order:
+
+    1. ``<think>...</think>`` blocks are dropped (an unclosed ``<think>`` leaves nothing: no answer came);
+    2. a leading ``Answer:`` / ``A:`` / ``Final answer:`` / ``Short answer:`` (any case, optionally in ``**``) is dropped;
+    3. the first non-empty line is kept, stripped;
+    4. trailing passage citations such as ``[1]`` or ``[1, 3]`` are dropped (with a period before or after them);
+    5. a trailing period is dropped, then surrounding ``**``/``__`` and one pair of matching quotes
+       (``"`` ``'`` `````, curly quotes, guillemets), then a trailing period again (an ellipsis stays).
+
+    ``""`` when nothing is left (scored 0, as the official SQuAD script scores a missing answer).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    s = _THINK.sub("", text)
+    if re.search(r"<think>", s, re.I):
+        return ""
+    s = _PREFIX.sub("", s.strip(), count=1)
+    s = next((line.strip() for line in s.splitlines() if line.strip()), "")
+    s = _drop_period(_CITATIONS.sub("", _drop_period(s)).strip())
+    return _drop_period(_unquote(s))
+
+
+def _drop_period(s: str) -> str:
+    """``s`` without one trailing period (an ellipsis ``...`` stays)."""
+    return s[:-1].rstrip() if s.endswith(".") and not s.endswith("..") else s
+
+
+# ---------------------------------------------------------------------------------------------- retrieval
+
+
+class IndexRetrieve:
+    """``(texts, k) -> Hits`` over a ``DenseIndex`` with the retriever that built it.
+
+    The retriever is checked against the index once, here (``DenseIndex.check_retriever``: another dimension is
+    a ``ValueError``, another fingerprint a ``RetrieverMismatchError`` unless ``allow_mismatch``).
+    ``retrieval_id`` (the retriever's fingerprint) goes into every prediction line.
+    """
+
+    def __init__(self, index, retriever, *, allow_mismatch: bool = False, batch_size: int = 64, exact: bool = False):
+        index.check_retriever(retriever, allow_mismatch=allow_mismatch)
+        self.index, self.retriever, self.batch_size, self.exact = index, retriever, batch_size, exact
+        self.retrieval_id = retriever.fingerprint()
+
+    def __call__(self, texts: Sequence[str], k: int):
+        q = self.retriever.encode_queries(list(texts), batch_size=self.batch_size, progress=False)
+        return self.index.search_exact(q, k) if self.exact else self.index.search(q, k)
+
+
+Retrieve = Callable[[Sequence[str], int], object]  # returns Hits-like: .docids (nq lists), .scores (nq, k)
+
+
+def _as_retrieve(retrieve, retriever, allow_mismatch: bool) -> tuple[Retrieve, str]:
+    from intdistill.index import DenseIndex
+
+    if isinstance(retrieve, DenseIndex):
+        if retriever is None:
+            raise ValueError("retrieve is a DenseIndex: pass retriever= (the model that encodes the questions)")
+        retrieve = IndexRetrieve(retrieve, retriever, allow_mismatch=allow_mismatch)
+    elif retriever is not None:
+        raise ValueError("retriever= goes with a DenseIndex; got a retrieve callable as well")
+    if not callable(retrieve):
+        raise TypeError(f"retrieve: expected a DenseIndex or a callable (texts, k) -> Hits, got {type(retrieve).__name__}")
+    return retrieve, str(getattr(retrieve, "retrieval_id", "") or "")
+
+
+def _retrieved(retrieve: Retrieve, qids: Sequence[str], texts: Sequence[str], k: int,
+               corpus: Mapping[str, Passage]) -> list[tuple[tuple[str, ...], tuple[float, ...]]]:
+    """``[(docids, scores)]`` per question, best first; ids must be corpus ids."""
+    hits = retrieve(texts, k)
+    docids, scores = list(hits.docids), [list(map(float, row)) for row in hits.scores]
+    if len(docids) != len(texts) or len(scores) != len(texts):
+        raise ValueError(f"retrieve: expected results for {len(texts)} questions, got {len(docids)} id lists "
+                         f"and {len(scores)} score lists")
+    out = []
+    for qid, ids, sc in zip(qids, docids, scores):
+        ids = tuple(str(d) for d in ids)
+        if not ids or len(ids) > k or len(sc) != len(ids):
+            raise ValueError(f"retrieve: expected 1 to {k} passages with one score each for question {qid!r}, "
+                             f"got {len(ids)} ids and {len(sc)} scores")
+        unknown = [d for d in ids if d not in corpus]
+        if unknown:
+            raise DataError(getattr(corpus, "source", None), None,
+                            f"retrieved passage {unknown[0]!r} (question {qid!r}) is not in the corpus: expected "
+                            "the corpus the index was built from")
+        out.append((ids, tuple(sc)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class RagRecord:
+    """One answered question: a line of the predictions file."""
+
+    qid: str
+    question: str
+    docids: tuple[str, ...]  # retrieved passage ids, best first
+    scores: tuple[float, ...]  # their retrieval scores
+    prediction: str  # parse_answer(output)
+    output: str  # the reader's raw text
+    answers: tuple[str, ...]  # gold answers (empty: not scored)
+    em: float | None  # SQuAD exact match (None: no gold answers)
+    f1: float | None  # SQuAD token F1 (None: no gold answers)
+    hit_rank: int | None  # rank (1-based) of the first retrieved passage holding a gold answer; None: none / unscored
+    model: str
+    template: str
+    prompt_hash: str
+    k: int
+    max_words: int | None
+    max_tokens: int
+    temperature: float
+    seed: int
+    retrieval_id: str  # the retriever's fingerprint ("" when the retrieve callable names none)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False  # the answer came from the LLM cache
+
+    @property
+    def scored(self) -> bool:
+        return self.em is not None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for key in ("docids", "scores", "answers"):
+            d[key] = list(d[key])
+        return d
+
+
+#: What a predictions file's lines must share with the run that appends to it.
+RUN_IDENTITY = ("model", "prompt_hash", "k", "max_words", "max_tokens", "temperature", "seed", "retrieval_id")
+_REQUIRED = ("qid", "question", "docids", "scores", "prediction", "output", "model", "prompt_hash", "k")
+
+
+def _record_from_obj(obj: dict, path, line: int) -> RagRecord:
+    missing = [k for k in _REQUIRED if k not in obj]
+    if missing:
+        raise DataError(path, line, f"expected a prediction object with fields {', '.join(_REQUIRED)}; "
+                                    f"missing {', '.join(missing)}")
+    docids, scores = obj["docids"], obj["scores"]
+    if not isinstance(docids, list) or not docids or not all(isinstance(d, str) for d in docids):
+        raise DataError(path, line, f"expected 'docids' to be a non-empty list of ids, got {docids!r:.80}")
+    if (not isinstance(scores, list) or len(scores) != len(docids)
+            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores)):
+        raise DataError(path, line, f"expected 'scores' to be {len(docids)} numbers (one per doc id), got {scores!r:.80}")
+    k = obj["k"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise DataError(path, line, f"expected 'k' to be a positive int, got {k!r}")
+    for key in ("question", "prediction", "output", "model", "prompt_hash"):
+        if not isinstance(obj[key], str):
+            raise DataError(path, line, f"expected {key!r} to be a string, got {type(obj[key]).__name__}")
+    known = {f.name for f in fields(RagRecord)}
+    values = {key: value for key, value in obj.items() if key in known}
+    values.update(
+        qid=str(obj["qid"]), docids=tuple(docids), scores=tuple(float(s) for s in scores),
+        answers=tuple(obj.get("answers") or ()), em=obj.get("em"), f1=obj.get("f1"), hit_rank=obj.get("hit_rank"),
+        template=str(obj.get("template", "")), max_words=obj.get("max_words"),
+        max_tokens=obj.get("max_tokens", 0), temperature=obj.get("temperature", 0.0), seed=obj.get("seed", 0),
+        retrieval_id=str(obj.get("retrieval_id", "")),
+    )
+    return RagRecord(**values)
+
+
+def load_predictions(path) -> dict[str, RagRecord]:
+    """Read a predictions file written by ``answer_questions``. Errors name the file and line; a cut-off last
+    line (a crash mid-write) is skipped with a warning (its question is answered again on resume)."""
+    path = Path(path)
+    records: dict[str, RagRecord] = {}
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, line_no, f"expected UTF-8 text, got an undecodable byte at column {e.start + 1}") from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                if not text.endswith("\n"):
+                    log.warning("%s:%d: ignoring an incomplete last line (interrupted write)", path, line_no)
+                    continue
+                raise DataError(path, line_no, f"expected a JSON object, got invalid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(path, line_no, f"expected a JSON object, got {type(obj).__name__}")
+            rec = _record_from_obj(obj, path, line_no)
+            if rec.qid in records:
+                raise DataError(path, line_no, f"expected one line per question, got question {rec.qid!r} again")
+            records[rec.qid] = rec
+    return records
+
+
+def _check_identity(done: Mapping[str, RagRecord], want: dict, path) -> None:
+    for rec in done.values():
+        diff = [f"{key} {getattr(rec, key)!r} vs {want[key]!r}" for key in RUN_IDENTITY if getattr(rec, key) != want[key]]
+        if diff:
+            raise DataError(path, None, f"existing predictions (e.g. question {rec.qid!r}) were made with another "
+                                        f"setting than this run's ({'; '.join(diff)}, file vs run): write to another "
+                                        "--out, or delete the file to start over")
+
+
+def _scored(records: Sequence[RagRecord], queries: Mapping[str, Query], corpus: Mapping[str, Passage]) -> list[RagRecord]:
+    """``records`` with ``answers``, ``em``, ``f1`` and ``hit_rank`` from the current gold answers and corpus."""
+    from dataclasses import replace
+
+    from intdistill import _core
+    from intdistill.answers import squad_scores
+
+    gold = [r for r in records if queries[r.qid].answers]
+    by_qid: dict[str, dict] = {r.qid: dict(answers=(), em=None, f1=None, hit_rank=None) for r in records}
+    if gold:
+        subset = {r.qid: queries[r.qid] for r in gold}
+        sq = squad_scores({r.qid: r.prediction for r in gold}, subset)
+        unknown = [d for r in gold for d in r.docids if d not in corpus]
+        if unknown:
+            raise DataError(getattr(corpus, "source", None), None,
+                            f"a retrieved passage, {unknown[0]!r}, is not in the corpus: expected the corpus the "
+                            "predictions were made with")
+        hits = _core.has_answer([[corpus[d].text for d in r.docids] for r in gold],
+                                [list(queries[r.qid].answers) for r in gold])
+        for r, em, f, h in zip(gold, sq.em_per_query.tolist(), sq.f1_per_query.tolist(), hits):
+            first = next((i + 1 for i, x in enumerate(h) if x), None)
+            by_qid[r.qid] = dict(answers=tuple(queries[r.qid].answers), em=float(em), f1=float(f), hit_rank=first)
+    return [replace(r, **by_qid[r.qid]) for r in records]
+
+
+@dataclass(frozen=True)
+class RagResult:
+    """What ``answer_questions`` did. ``records``: every given question that has a prediction (this run's
+    and those read back from ``out``), in the order of ``queries``, scored against the current gold answers.
+    Means are over the scored records (``None`` when none is scored)."""
+
+    records: tuple[RagRecord, ...]
+    n_questions: int  # questions given
+    n_done_before: int  # of those, already in `out` when the run started
+    n_answered_now: int
+    k: int
+    model: str
+    ledger: object  # intdistill.llm.cache.Ledger of this run's client
+    stopped: str | None = None  # the budget stop's reason, when the run stopped early
+    out: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def predictions(self) -> dict[str, str]:
+        return {r.qid: r.prediction for r in self.records}
+
+    @property
+    def n_scored(self) -> int:
+        return sum(r.scored for r in self.records)
+
+    @property
+    def n_unscored(self) -> int:
+        """Answered questions without gold answers."""
+        return len(self.records) - self.n_scored
+
+    def _mean(self, values) -> float | None:
+        values = list(values)
+        return sum(values) / len(values) if values else None
+
+    @property
+    def em(self) -> float | None:
+        return self._mean(r.em for r in self.records if r.scored)
+
+    @property
+    def f1(self) -> float | None:
+        return self._mean(r.f1 for r in self.records if r.scored)
+
+    @property
+    def accuracy(self) -> float | None:
+        """Acc@k: share of scored questions with a gold answer in one of their k retrieved passages."""
+        return self._mean(float(r.hit_rank is not None) for r in self.records if r.scored)
+
+    def measures(self) -> dict[str, float | None]:
+        return {"EM": self.em, "F1": self.f1, f"Acc@{self.k}": self.accuracy}
+
+    def lines(self) -> list[str]:
+        """Diagnostics (for stderr)."""
+        out = [f"questions: {len(self.records)} of {self.n_questions} answered ({self.n_answered_now} now, "
+               f"{self.n_done_before} already in {self.out or 'the file'}); {self.n_scored} scored, "
+               f"{self.n_unscored} without gold answers (answered, not scored)"]
+        tokens_in = sum(r.prompt_tokens for r in self.records)
+        tokens_out = sum(r.completion_tokens for r in self.records)
+        out.append(f"reader {self.model}, k={self.k}: {tokens_in} tokens in / {tokens_out} out over the answered "
+                   f"questions; {self.seconds:.1f} s this run")
+        if self.stopped:
+            out.append(f"stopped early: {self.stopped}")
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- answering
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k: expected an int >= 1 (passages per question), got {k!r}")
+    return k
+
+
+def answer_questions(
+    retrieve,
+    queries: Mapping[str, Query],
+    corpus: Mapping[str, Passage],
+    client,
+    k: int = 5,
+    out=None,
+    *,
+    config: ReaderConfig | None = None,
+    retriever=None,
+    allow_mismatch: bool = False,
+    chunk: int | None = None,
+    progress: bool = True,
+) -> RagResult:
+    """Answer every question of ``queries`` from its top-``k`` passages and score the answers.
+
+    ``retrieve``: a ``DenseIndex`` (with ``retriever=``, the model that built it; see ``IndexRetrieve``) or a
+    callable ``(texts, k) -> Hits``; its optional ``retrieval_id`` attribute is recorded. ``client``: an
+    ``LLMClient`` (``chat_many``, ``model``, ``ledger``). ``out``: the predictions JSONL (appended to; questions
+    already in it are skipped; ``None`` keeps nothing). Questions go to the reader ``chunk`` at a time (default:
+    the client's ``max_concurrency``), and each chunk's lines are written as soon as it is answered. A
+    ``BudgetExceeded`` stop writes what was answered and returns with ``stopped`` set; Ctrl-C propagates after
+    the calls in flight are cached. Policies: module docstring.
+    """
+    from tqdm.auto import tqdm
+
+    from intdistill.llm.errors import BudgetExceeded
+
+    k = _check_k(k)
+    config = config or ReaderConfig()
+    if not queries:
+        raise ValueError("queries: expected at least one question, got none")
+    if not corpus:
+        raise ValueError("corpus: expected at least one passage, got none")
+    retrieve, retrieval_id = _as_retrieve(retrieve, retriever, allow_mismatch)
+    chunk = chunk if chunk is not None else int(getattr(client, "max_concurrency", 1) or 1)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
+    identity = dict(model=client.model, prompt_hash=config.prompt_hash, k=k, max_words=config.max_words,
+                    max_tokens=config.max_tokens, temperature=float(config.temperature), seed=config.seed,
+                    retrieval_id=retrieval_id)
+
+    out_path = Path(out) if out is not None else None
+    done: dict[str, RagRecord] = {}
+    if out_path is not None and out_path.exists():
+        done = load_predictions(out_path)
+        _check_identity(done, identity, out_path)
+        if out_path.stat().st_size and not out_path.read_bytes().endswith(b"\n"):
+            # a cut-off last line: rewrite the good lines so appends start on a fresh line
+            tmp = out_path.with_name(out_path.name + ".tmp")
+            tmp.write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in done.values()),
+                           encoding="utf-8")
+            os.replace(tmp, out_path)
+    done_before = {q: done[q] for q in queries if q in done}
+    todo = [q for q in queries if q not in done]
+
+    t0 = time.perf_counter()
+    new: dict[str, RagRecord] = {}
+    stopped = None
+    bar = tqdm(total=len(queries), initial=len(done_before), desc="rag", unit="q", disable=not progress)
+    sink = None
+    try:
+        if out_path is not None and todo:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            sink = open(out_path, "a", encoding="utf-8")
+        for s in range(0, len(todo), chunk):
+            qids = todo[s : s + chunk]
+            texts = [queries[q].text for q in qids]
+            retrieved = _retrieved(retrieve, qids, texts, k, corpus)
+            messages = [reader_messages(text, [corpus[d] for d in ids], config)
+                        for text, (ids, _) in zip(texts, retrieved)]
+            try:
+                results = client.chat_many(messages, progress=False, desc="read", **config.decoding())
+            except BudgetExceeded as e:
+                results, stopped = list(e.results or [None] * len(qids)), str(e)
+            recs = [
+                RagRecord(
+                    qid=q, question=queries[q].text, docids=ids, scores=scores, prediction=parse_answer(res.text),
+                    output=res.text, answers=(), em=None, f1=None, hit_rank=None, template=config.template,
+                    prompt_tokens=res.prompt_tokens or 0, completion_tokens=res.completion_tokens or 0,
+                    cached=bool(res.cached), **identity,
+                )
+                for q, (ids, scores), res in zip(qids, retrieved, results) if res is not None
+            ]
+            for rec in _scored(recs, queries, corpus):
+                new[rec.qid] = rec
+                if sink is not None:
+                    sink.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
+                    sink.flush()
+                    os.fsync(sink.fileno())
+            bar.update(len(recs))
+            if stopped:
+                log.warning("%s; %d questions answered, %d left", stopped, len(done_before) + len(new),
+                            len(queries) - len(done_before) - len(new))
+                break
+    finally:
+        bar.close()
+        if sink is not None:
+            sink.close()
+    records = _scored([done_before[q] for q in queries if q in done_before], queries, corpus)
+    by_qid = {r.qid: r for r in records} | new
+    return RagResult(
+        records=tuple(by_qid[q] for q in queries if q in by_qid),
+        n_questions=len(queries),
+        n_done_before=len(done_before),
+        n_answered_now=len(new),
+        k=k,
+        model=client.model,
+        ledger=client.ledger,
+        stopped=stopped,
+        out=str(out_path) if out_path is not None else None,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- ask
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage the reader was shown: ``rank`` 1 = best retrieved, ``snippet`` = its first words."""
+
+    rank: int
+    docid: str
+    title: str
+    score: float
+    snippet: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    answer: str  # parse_answer(output)
+    output: str  # the reader's raw text
+    sources: tuple[Source, ...]
+    model: str
+    prompt_hash: str
+    cached: bool
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def ask(
+    question: str,
+    retrieve,
+    corpus: Mapping[str, Passage],
+    client,
+    k: int = 3,
+    *,
+    config: ReaderConfig | None = None,
+    retriever=None,
+    allow_mismatch: bool = False,
+    snippet_words: int = 30,
+) -> Answer:
+    """Answer one ``question`` from its top-``k`` passages (``retrieve`` as in ``answer_questions``); the
+    answer comes with its sources (id, title, score, the first ``snippet_words`` words of the text)."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f"question: expected a non-empty str, got {question!r}")
+    k = _check_k(k)
+    if isinstance(snippet_words, bool) or not isinstance(snippet_words, int) or snippet_words < 1:
+        raise ValueError(f"snippet_words: expected an int >= 1, got {snippet_words!r}")
+    config = config or ReaderConfig()
+    retrieve, _ = _as_retrieve(retrieve, retriever, allow_mismatch)
+    ((ids, scores),) = _retrieved(retrieve, ["question"], [question], k, corpus)
+    passages = [corpus[d] for d in ids]
+    res = client.chat(reader_messages(question, passages, config), **config.decoding())
+    sources = []
+    for rank, (p, score) in enumerate(zip(passages, scores), 1):
+        words = p.text.split()
+        snippet = " ".join(words[:snippet_words]) + (" ..." if len(words) > snippet_words else "")
+        sources.append(Source(rank, p.id, p.title, score, snippet))
+    return Answer(
+        question=question, answer=parse_answer(res.text), output=res.text, sources=tuple(sources), model=client.model,
+        prompt_hash=config.prompt_hash, cached=bool(res.cached), prompt_tokens=res.prompt_tokens or 0,
+        completion_tokens=res.completion_tokens or 0,
+    )

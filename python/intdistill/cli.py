@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-ranker": ("intdistill.commands.train_ranker", "stage 1: train the cross-encoder ranker (ListMLE) on ranked lists"),
     "train-retriever": ("intdistill.commands.train_retriever", "stage 2: distil the ranker into the bi-encoder retriever (KL)"),
     "index": ("intdistill.commands.index", "encode a corpus and build a usearch (HNSW) index; reports recall vs exact"),
+    "run": ("intdistill.commands.run", "the whole pipeline from a TOML config, resumable, with a teacher gate and a report"),
     "search": ("intdistill.commands.search", "search an index with query texts, or write a TREC run for a queries file"),
     "rag": ("intdistill.commands.rag", "retrieval-augmented QA: retrieve k passages, LLM reader answers, EM / F1 (resumable)"),
     "ask": ("intdistill.commands.ask", "ask one question: the LLM reader's answer from the top-k passages, with sources"),

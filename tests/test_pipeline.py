@@ -278,6 +278,8 @@ sizes = [4, 8]
     assert set(ev["means"]) == {"base", "llm", "gold-first"} and ev["measures"] == ["Acc@1", "Acc@5", "Acc@20"]
     rag = json.loads((work / "rag.json").read_text())
     assert set(rag["scores"]) == {"base", "llm"} and rag["scores"]["base"]["scored"] == 3
+    assert set(rag["tests"]) == {"llm"} and rag["tests"]["llm"]["f1"]["n"] == 3
+    assert rag["tests"]["llm"]["f1"]["delta"] == pytest.approx(rag["scores"]["llm"]["F1"] - rag["scores"]["base"]["F1"])
     preds = [json.loads(line) for line in (work / "rag-base.jsonl").read_text().splitlines()]
     assert len(preds) == 3 and all(p["prediction"] for p in preds)
     curve = json.loads((work / "curve.json").read_text())

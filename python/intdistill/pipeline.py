@@ -570,7 +570,26 @@ class Pipeline:
                                     "--corpus", self.cfg.data["corpus"], "-k", k, "--out", out,
                                     *(["--max-queries", n] if n else []), *extra, *self.llm_args("rag")], capture=True)
             scores[name] = _parse_scores(text)
-        _atomic_json(self.p("rag.json"), {"k": k, "scores": scores})
+        _atomic_json(self.p("rag.json"), {"k": k, "scores": scores, "tests": self._rag_tests(names)})
+
+    def _rag_tests(self, names: Sequence[str]) -> dict:
+        """Paired randomization tests of each retriever's per-question EM and F1 against the base's."""
+        from intdistill.evaluate import paired_test
+        from intdistill.rag import load_predictions
+
+        if "base" not in names:
+            return {}
+        preds = {n: load_predictions(self.p(f"rag-{n}.jsonl")) for n in names}
+        tests = {}
+        for n in names:
+            if n == "base":
+                continue
+            common = [q for q, r in preds["base"].items() if r.scored and q in preds[n] and preds[n][q].scored]
+            if not common:
+                continue
+            tests[n] = {m: paired_test({q: getattr(preds["base"][q], m) for q in common},
+                                       {q: getattr(preds[n][q], m) for q in common})._asdict() for m in ("em", "f1")}
+        return tests
 
     def stage_curve(self) -> None:
         sizes = self.cfg.section("curve").get("sizes")

@@ -151,6 +151,11 @@ def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
             s = rag["scores"][n]
             out.append(f"| {n} | " + " | ".join("n/a" if s.get(k) is None else f"{s[k]:.4f}" for k in keys)
                        + f" | {s.get('scored', '?')} |")
+        for n, ts in rag.get("tests", {}).items():
+            out.append("")
+            out.append(f"{n} vs base over the same {ts['f1']['n']} questions (paired randomization test): "
+                       f"EM {ts['em']['delta']:+.4f} (p={ts['em']['p_value']:.3g}), "
+                       f"F1 {ts['f1']['delta']:+.4f} (p={ts['f1']['p_value']:.3g}).")
         plottable = {n: {k: rag["scores"][n].get(k) for k in keys} for n in names}
         out += ["", _figure("rag", lambda: plot_bars(plottable, work / "rag.png", "RAG answers"))]
     else:

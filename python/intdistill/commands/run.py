@@ -67,8 +67,11 @@ def summarize(work: Path) -> str:
     if rag and rag.get("scores"):
         out += ["", f"RAG (top {rag['k']} passages):"]
         for name, s in rag["scores"].items():
+            t = rag.get("tests", {}).get(name)
+            vs = (f"  vs base: EM {t['em']['delta']:+.4f} (p={t['em']['p_value']:.3g}), F1 {t['f1']['delta']:+.4f} "
+                  f"(p={t['f1']['p_value']:.3g})") if t else ""
             out.append(f"  {name:<12}" + "  ".join(f"{k} {'n/a' if v is None else (f'{v:.4f}' if isinstance(v, float) else v)}"
-                                                   for k, v in s.items()))
+                                                   for k, v in s.items()) + vs)
     if (work / "report.md").is_file():
         out += ["", f"report: {work / 'report.md'}"]
     return "\n".join(out)

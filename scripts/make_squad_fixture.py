@@ -2,6 +2,7 @@
 """Make examples/squad-mini/ (the data set README's first command runs on) from the shared SQuAD v1.1 dev part.
 
     python scripts/make_squad_fixture.py [--squad ../shared/data/squad-dev/dev-v1.1.part.json] [--out examples/squad-mini]
+    python scripts/make_squad_fixture.py --all-articles --n-train 1000 --n-test 300 --out work/squad-dev   # issue 5's set
 
 Takes every paragraph of eight whole articles (the passages, ids ``<title>#<paragraph index>`` as
 ``intdistill.data.load_squad`` names them) and splits their questions by a seeded shuffle into 300 training
@@ -22,7 +23,7 @@ ARTICLES = ("Sky_(United_Kingdom)", "Victoria_(Australia)", "1973_oil_crisis", "
             "Geology", "Amazon_rainforest", "Pharmacy")
 N_TRAIN, N_TEST, SEED = 300, 100, 0
 
-README = """# squad-mini: a small open-domain QA set cut from SQuAD v1.1 dev
+README = """# {name}: an open-domain QA set cut from SQuAD v1.1 dev
 
 Made by `scripts/make_squad_fixture.py` from `../shared/data/squad-dev/dev-v1.1.part.json` (sha256 {sha}).
 
@@ -46,16 +47,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--squad", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/squad-dev/dev-v1.1.part.json"))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "examples/squad-mini"))
+    ap.add_argument("--all-articles", action="store_true",
+                    help="every article of the input (e.g. the whole shared SQuAD part) instead of the eight")
+    ap.add_argument("--n-train", type=int, default=N_TRAIN)
+    ap.add_argument("--n-test", type=int, default=N_TEST)
     args = ap.parse_args(argv)
     raw = Path(args.squad).read_bytes()
     doc = json.loads(raw)
     by_title = {a["title"]: a for a in doc["data"]}
-    missing = [t for t in ARTICLES if t not in by_title]
+    articles = list(by_title) if args.all_articles else list(ARTICLES)
+    missing = [t for t in articles if t not in by_title]
     if missing:
         print(f"error: {args.squad}: expected the articles {missing}, not found", file=sys.stderr)
         return 2
     passages, questions = [], []
-    for title in ARTICLES:
+    for title in articles:
         for pi, para in enumerate(by_title[title]["paragraphs"]):
             passages.append({"_id": f"{title}#{pi}", "title": title.replace("_", " "), "text": para["context"]})
             for qa in para["qas"]:
@@ -64,8 +70,12 @@ def main(argv=None) -> int:
                     questions.append({"_id": qa["id"], "text": qa["question"], "answers": answers})
     order = list(range(len(questions)))
     random.Random(SEED).shuffle(order)
-    train = [questions[i] for i in order[:N_TRAIN]]
-    test = [questions[i] for i in order[N_TRAIN : N_TRAIN + N_TEST]]
+    if args.n_train + args.n_test > len(questions):
+        print(f"error: expected at most {len(questions)} questions in all, got --n-train {args.n_train} + "
+              f"--n-test {args.n_test}", file=sys.stderr)
+        return 2
+    train = [questions[i] for i in order[: args.n_train]]
+    test = [questions[i] for i in order[args.n_train : args.n_train + args.n_test]]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("corpus.jsonl", passages), ("train-queries.jsonl", train), ("test-queries.jsonl", test)):
@@ -73,8 +83,8 @@ def main(argv=None) -> int:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
     (out / "README.md").write_text(README.format(
-        sha=hashlib.sha256(raw).hexdigest(), n_passages=len(passages), n_articles=len(ARTICLES),
-        articles=", ".join(ARTICLES), n_train=len(train), n_test=len(test), seed=SEED, n_questions=len(questions)),
+        name=out.name, sha=hashlib.sha256(raw).hexdigest(), n_passages=len(passages), n_articles=len(articles),
+        articles=", ".join(articles) if len(articles) <= 10 else f"all {len(articles)} of the input", n_train=len(train), n_test=len(test), seed=SEED, n_questions=len(questions)),
         encoding="utf-8")
     print(f"{len(passages)} passages, {len(train)} train and {len(test)} test questions -> {out}", file=sys.stderr)
     return 0

@@ -380,7 +380,7 @@ def _interrupt_midway(fake, proc, sig, after):
 
 def test_sigkill_midway_loses_only_calls_in_flight(fake, tmp_path):
     n = 24
-    fake.default = ok(delay=0.1)
+    fake.default = ok(delay=0.3)  # >= 2.4 s left after the trigger: room for a busy machine
     proc = _child(fake, tmp_path, n)
     _interrupt_midway(fake, proc, signal.SIGKILL, after=8)
     assert proc.returncode == -signal.SIGKILL
@@ -408,7 +408,7 @@ def test_sigkill_midway_loses_only_calls_in_flight(fake, tmp_path):
 
 def test_ctrl_c_midway_saves_the_calls_in_flight(fake, tmp_path):
     n = 24
-    fake.default = ok(delay=0.1)
+    fake.default = ok(delay=0.3)  # the 18 calls after the signal's trigger take >= 2.7 s: room for a busy machine
     proc = _child(fake, tmp_path, n)
     _interrupt_midway(fake, proc, signal.SIGINT, after=6)
     assert proc.returncode != 0

@@ -173,6 +173,8 @@ def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
         out += ["## Stages", "", "| stage | status | seconds |", "| --- | --- | --- |"]
         total = 0.0
         for name, rec in stages.items():
+            if name == "report":  # this stage, being written now
+                continue
             secs = rec.get("seconds")
             total += secs or 0.0
             out.append(f"| {name} | {rec.get('status', '?')} | {secs if secs is not None else '-'} |")

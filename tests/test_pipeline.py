@@ -82,6 +82,7 @@ def test_load_config_resolves_paths_relative_to_the_file(tmp_path):
     ("[rag]\nretrievers = ['nope']\n", r"\[rag\] retrievers: expected a list of base/llm/gold-first"),
     ("[label]\nmax_queries = -1\n", r"\[label\] max_queries: expected a positive integer, got -1"),
     ("[data\n", "expected valid TOML"),
+    ("[llm]\napi_key = 'sk-123'\n", r"\[llm\] api_key: secrets are read from the environment only"),
 ])
 def test_load_config_errors_name_the_file_and_key(tmp_path, body, message):
     if body.startswith("[data]") or body.startswith("[data\n"):

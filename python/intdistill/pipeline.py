@@ -140,6 +140,11 @@ def load_config(path: str | os.PathLike) -> Config:
     for name, sec in raw.items():
         if not isinstance(sec, dict):
             raise PipelineError(path, None, f"{name}: expected a [{name}] table, got {type(sec).__name__}")
+    for name, sec in raw.items():
+        secret = [k for k in sec if "key" in k.lower() and k != "api_key_env" or k.lower() in ("token", "password")]
+        if secret:
+            raise PipelineError(path, None, f"[{name}] {secret[0]}: secrets are read from the environment only; "
+                                            "name the variable with api_key_env instead")
     data = raw.get("data", {})
     bad = sorted(set(data) - DATA_KEYS)
     if bad:

@@ -62,8 +62,8 @@ def main(argv=None) -> int:
     out += ["## Label sources (stage 2 on the ranker's training queries)", "", *comparison_table(sources), ""]
     out += ["Ranker re-ranking the base top-10 of each test query (first-stage order: nDCG@10 0.6451):", "",
             "| ranker | nDCG@10 | RR@10 |", "| --- | --- | --- |"]
-    for n in runs:
-        if n != "base":
+    for n in [*SOURCES, *(f"gold-first-{s}" for s in SIZES if s != 809)]:
+        if n in done:
             d = ranker_dev(work, n)
             out.append(f"| {n} | {d.get('nDCG@10', float('nan')):.4f} | {d.get('RR@10', float('nan')):.4f} |")
     out.append("")

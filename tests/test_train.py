@@ -555,6 +555,12 @@ def test_cli_end_to_end_ranker_then_retriever(toy, tmp_path, tiny_bert_dir, tiny
     assert code == 0, err
     assert "label source llm: 8 lists, 40 candidates" in err and "first-stage order: nDCG@10" in err
     assert "ranker trained: 3 epochs, 6 steps; best epoch" in err
+    import re as _re
+
+    first = float(_re.search(r"first-stage order: nDCG@10 ([0-9.]+)", err).group(1))
+    best = float(_re.search(r"best epoch \d+ \(nDCG@10 ([0-9.]+)\)", err).group(1))
+    # the warning appears exactly when the trained ranker re-ranks worse than the first stage
+    assert ("re-ranks the dev lists WORSE than their first-stage order" in err) == (best < first), (best, first)
     ce = CrossEncoder(str(rout), device="cpu")
     assert ce.predict([("what about apple", "apple notes")]).shape == (1,)
 

@@ -184,4 +184,9 @@ def run(args: argparse.Namespace) -> int:
     best = (f"; best epoch {result.best_epoch} ({cfg.metric} {result.best_metric:.4f})"
             if result.best_epoch is not None else "")
     print(f"ranker trained: {result.epochs} epochs, {result.steps} steps{best} -> {result.out}", file=sys.stderr)
+    if dev is not None and result.best_metric is not None and result.best_metric < base[cfg.metric]:
+        print("!" * 78 + f"\nWARNING: the ranker re-ranks the dev lists WORSE than their first-stage order "
+              f"({cfg.metric} {result.best_metric:.4f} vs {base[cfg.metric]:.4f}). As the teacher of "
+              "train-retriever it is likely to make the retriever worse: train it longer or on more queries, "
+              "or start from a stronger --model.\n" + "!" * 78, file=sys.stderr)
     return 0

@@ -342,7 +342,10 @@ def test_api_key_never_logged_stored_or_shown(fake, cache, tmp_path, caplog, mon
 # -- durability of a labelling run in another process ------------------------------------------
 CHILD = textwrap.dedent(
     """
-    import json, sys
+    import json, signal, sys
+    # Ctrl-C as a terminal delivers it, whatever this test runs under (a shell's background job ignores SIGINT,
+    # and a child inherits that)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {python!r})
     from intdistill.llm.cache import LLMCache
     from intdistill.llm.client import LLMClient
@@ -380,7 +383,7 @@ def _interrupt_midway(fake, proc, sig, after):
 
 def test_sigkill_midway_loses_only_calls_in_flight(fake, tmp_path):
     n = 24
-    fake.default = ok(delay=0.3)  # >= 2.4 s left after the trigger: room for a busy machine
+    fake.default = ok(delay=0.1)
     proc = _child(fake, tmp_path, n)
     _interrupt_midway(fake, proc, signal.SIGKILL, after=8)
     assert proc.returncode == -signal.SIGKILL
@@ -408,7 +411,7 @@ def test_sigkill_midway_loses_only_calls_in_flight(fake, tmp_path):
 
 def test_ctrl_c_midway_saves_the_calls_in_flight(fake, tmp_path):
     n = 24
-    fake.default = ok(delay=0.3)  # the 18 calls after the signal's trigger take >= 2.7 s: room for a busy machine
+    fake.default = ok(delay=0.1)
     proc = _child(fake, tmp_path, n)
     _interrupt_midway(fake, proc, signal.SIGINT, after=6)
     assert proc.returncode != 0

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from intdistill.data import DataError, Passage, Query
+from intdistill.data import DataError, Passage, Query, iter_appended_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -135,28 +135,12 @@ def load_labels(path) -> dict[str, Label]:
     """Read a label file (intdistill's or the shared/imported format). Errors name the file and line."""
     path = Path(path)
     labels: dict[str, Label] = {}
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, line_no, f"expected UTF-8 text, got undecodable byte at column {e.start + 1}") from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                if not text.endswith("\n") and line_no > 1:
-                    # the last line of a file cut off mid-write (a crash): it is re-labelled on resume
-                    log.warning("%s:%d: ignoring an incomplete last line (interrupted write)", path, line_no)
-                    continue
-                raise DataError(path, line_no, f"expected a JSON object, got invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(path, line_no, f"expected a JSON object, got {type(obj).__name__}")
-            label = _label_from_obj(obj, path, line_no)
-            if label.qid in labels:
-                raise DataError(path, line_no, f"duplicate label for query {label.qid!r}")
-            labels[label.qid] = label
+    # a lone cut-off first line is an error: nothing in the file was ever complete
+    for line_no, obj in iter_appended_jsonl(path, partial_first_line=False):
+        label = _label_from_obj(obj, path, line_no)
+        if label.qid in labels:
+            raise DataError(path, line_no, f"duplicate label for query {label.qid!r}")
+        labels[label.qid] = label
     return labels
 
 

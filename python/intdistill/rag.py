@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from intdistill.data import DataError, Passage, Query
+from intdistill.data import DataError, Passage, Query, iter_appended_jsonl
 from intdistill.llm.prompts import PromptTemplate, build_messages, template_hash
 
 log = logging.getLogger(__name__)
@@ -330,27 +330,11 @@ def load_predictions(path) -> dict[str, RagRecord]:
     line (a crash mid-write) is skipped with a warning (its question is answered again on resume)."""
     path = Path(path)
     records: dict[str, RagRecord] = {}
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, line_no, f"expected UTF-8 text, got an undecodable byte at column {e.start + 1}") from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                if not text.endswith("\n"):
-                    log.warning("%s:%d: ignoring an incomplete last line (interrupted write)", path, line_no)
-                    continue
-                raise DataError(path, line_no, f"expected a JSON object, got invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(path, line_no, f"expected a JSON object, got {type(obj).__name__}")
-            rec = _record_from_obj(obj, path, line_no)
-            if rec.qid in records:
-                raise DataError(path, line_no, f"expected one line per question, got question {rec.qid!r} again")
-            records[rec.qid] = rec
+    for line_no, obj in iter_appended_jsonl(path):
+        rec = _record_from_obj(obj, path, line_no)
+        if rec.qid in records:
+            raise DataError(path, line_no, f"expected one line per question, got question {rec.qid!r} again")
+        records[rec.qid] = rec
     return records
 
 

@@ -383,6 +383,25 @@ def test_cli_rag_and_ask_end_to_end(fake, tiny_index, tmp_path, capsys):
     assert "fake-model (cached)" in capsys.readouterr().err and fake.n_requests == 6
 
 
+def test_cli_llm_failure_exits_1_without_traceback_and_keeps_answers(fake, tiny_index, tmp_path, capsys):
+    index, _ = tiny_index
+    idx = Path(index.meta.corpus_path).parent / "idx"
+    queries = _queries_file(tmp_path / "q.jsonl", CASES)
+    preds = tmp_path / "preds.jsonl"
+    argv = ["rag", "--index", str(idx), "--queries", str(queries), "-k", "2", "--out", str(preds), "--device", "cpu",
+            "--llm-base-url", fake.base_url, "--llm-model", "fake-model", "--max-retries", "0", "--concurrency", "1",
+            "--cache", str(tmp_path / "cache.sqlite")]
+    fake.script(fake_openai.ok(), fake_openai.status(404, body='{"error": {"message": "model fake-model not found"}}'))
+    assert cli.main(argv) == 1
+    cap = capsys.readouterr()
+    assert "intdistill rag: LLM error (LLMRequestError)" in cap.err and "404" in cap.err
+    assert "rerun the same command to go on" in cap.err and "Traceback" not in cap.err
+    assert len(load_predictions(preds)) == 1  # the answer obtained before the failure is saved
+    n = fake.n_requests
+    assert cli.main(argv) == 0  # the rerun asks only for the rest
+    assert len(load_predictions(preds)) == len(CASES) and fake.n_requests == n + len(CASES) - 1
+
+
 def test_cli_questions_without_answers_are_answered_not_scored(fake, tiny_index, tmp_path, capsys):
     index, _ = tiny_index
     idx = Path(index.meta.corpus_path).parent / "idx"

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from intdistill.data import DataError
+    from intdistill.llm.errors import BudgetExceeded, LLMError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -73,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as e:
         print(f"intdistill {args.command}: stopped: {e}", file=sys.stderr)
         return EXIT_STOPPED
+    except BudgetExceeded as e:  # a command that did not turn it into Stopped: still a stop on purpose
+        print(f"intdistill {args.command}: stopped: {e}; finished work is saved, rerun to go on", file=sys.stderr)
+        return EXIT_STOPPED
+    except LLMError as e:
+        # The endpoint failed after the client's retries. Answers already obtained are in the LLM cache and
+        # finished labels / predictions in their append-only files, so a rerun resumes; no traceback needed.
+        print(f"intdistill {args.command}: LLM error ({type(e).__name__}): {e}\n"
+              "  finished work is saved (labels/predictions files and the LLM cache); fix the endpoint and rerun "
+              "the same command to go on", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"intdistill {args.command}: interrupted; finished work is saved", file=sys.stderr)
         return EXIT_INTERRUPTED

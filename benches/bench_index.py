@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -78,6 +81,8 @@ def main() -> None:
     ap.add_argument("--expansion-add", type=int, default=128, help="HNSW efConstruction (default 128)")
     ap.add_argument("--no-faiss", action="store_true", help="skip FAISS")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mmap", action="store_true", help="also save each usearch index and search a memory-mapped view "
+                                                         "of it (at the last --ef)")
     args = ap.parse_args()
 
     from intdistill.evaluate import ann_recall
@@ -118,7 +123,19 @@ def main() -> None:
                 rows.append((f"intdistill DenseIndex (usearch HNSW {dtype})", ef, t_build, len(q) / t,
                              ann_recall(ids, exact_ids, args.k)))
             sizes.append(f"{dtype} {idx.usearch_index.serialized_length / 1e6:.0f} MB")
-            del idx
+            if args.mmap:  # saved, then opened as a memory-mapped view: what `intdistill search --mmap` does
+                with tempfile.TemporaryDirectory() as tmp:
+                    _, t_save = timed(idx.save, Path(tmp) / "idx")
+                    ef = idx.expansion_search
+                    del idx
+                    view, t_load = timed(DenseIndex.load, Path(tmp) / "idx", mmap=True)
+                    view.expansion_search = ef
+                    (ids, _), t = timed(view.search_ids, q, args.k)
+                    rows.append((f"  same, saved ({t_save:.1f} s), mmap view ({t_load:.2f} s)", ef, t_build, len(q) / t,
+                                 ann_recall(ids, exact_ids, args.k)))
+                    del view
+            else:
+                del idx
 
         if faiss is not None:
             flat = faiss.IndexFlatIP(args.dim)
@@ -142,6 +159,7 @@ def main() -> None:
         print(f"{'method':42} {'ef':>5} {'build s':>8} {'q/s':>10} {'recall@10':>9} {'x exact':>8}")
         for name, ef, build, qps, rec in rows:
             print(f"{name:42} {ef!s:>5} {build:8.1f} {qps:10,.0f} {rec:9.4f} {qps / exact_qps:8.2f}")
+        print(f"peak RSS so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 
 if __name__ == "__main__":

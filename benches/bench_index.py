@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -107,7 +108,15 @@ def main() -> None:
             q = low_rank_unit(args.queries, basis, args.noise, rng)
         exact_ids, t_exact = timed(numpy_exact, q, p, args.k)
         exact_qps = len(q) / t_exact
-        rows = [("numpy exact (matmul+argpartition)", "-", 0.0, exact_qps, 1.0)]
+        rows = []
+
+        def add(row, rows=rows, exact_qps=exact_qps):  # also shown at once on stderr: 1M builds take minutes
+            rows.append(row)
+            name, ef, build, qps, rec = row
+            print(f"  n={n:,} {name} ef={ef} build {build:.1f} s, {qps:,.0f} q/s, recall@10 {rec:.4f}, "
+                  f"{qps / exact_qps:.2f}x exact", file=sys.stderr, flush=True)
+
+        add(("numpy exact (matmul+argpartition)", "-", 0.0, exact_qps, 1.0))
 
         sizes = []
         for dtype in args.dtype:
@@ -115,12 +124,12 @@ def main() -> None:
                                  connectivity=args.connectivity, expansion_add=args.expansion_add, check_sample=0)
             if dtype == args.dtype[0]:
                 (ids, _), t = timed(idx.search_ids, q, args.k, exact=True)
-                rows.append((f"usearch exact=True ({dtype})", "-", t_build, len(q) / t,
+                add((f"usearch exact=True ({dtype})", "-", t_build, len(q) / t,
                              ann_recall(ids, exact_ids, args.k)))
             for ef in args.ef:
                 idx.expansion_search = ef
                 (ids, _), t = timed(idx.search_ids, q, args.k)
-                rows.append((f"intdistill DenseIndex (usearch HNSW {dtype})", ef, t_build, len(q) / t,
+                add((f"intdistill DenseIndex (usearch HNSW {dtype})", ef, t_build, len(q) / t,
                              ann_recall(ids, exact_ids, args.k)))
             sizes.append(f"{dtype} {idx.usearch_index.serialized_length / 1e6:.0f} MB")
             if args.mmap:  # saved, then opened as a memory-mapped view: what `intdistill search --mmap` does
@@ -131,7 +140,7 @@ def main() -> None:
                     view, t_load = timed(DenseIndex.load, Path(tmp) / "idx", mmap=True)
                     view.expansion_search = ef
                     (ids, _), t = timed(view.search_ids, q, args.k)
-                    rows.append((f"  same, saved ({t_save:.1f} s), mmap view ({t_load:.2f} s)", ef, t_build, len(q) / t,
+                    add((f"  same, saved ({t_save:.1f} s), mmap view ({t_load:.2f} s)", ef, t_build, len(q) / t,
                                  ann_recall(ids, exact_ids, args.k)))
                     del view
             else:
@@ -142,7 +151,7 @@ def main() -> None:
             flat.add(p)
             (_, fids), t = timed(flat.search, q, args.k)
             agree = ann_recall(fids, exact_ids, args.k)
-            rows.append(("faiss IndexFlatIP (exact)", "-", 0.0, len(q) / t, agree))
+            add(("faiss IndexFlatIP (exact)", "-", 0.0, len(q) / t, agree))
             del flat
             hnsw = faiss.IndexHNSWFlat(args.dim, args.connectivity, faiss.METRIC_INNER_PRODUCT)
             hnsw.hnsw.efConstruction = args.expansion_add
@@ -150,7 +159,7 @@ def main() -> None:
             for ef in args.ef:
                 hnsw.hnsw.efSearch = ef
                 (_, fids), t = timed(hnsw.search, q, args.k)
-                rows.append(("faiss IndexHNSWFlat", ef, t_fbuild, len(q) / t, ann_recall(fids, exact_ids, args.k)))
+                add(("faiss IndexHNSWFlat", ef, t_fbuild, len(q) / t, ann_recall(fids, exact_ids, args.k)))
             del hnsw
 
         top1 = float((q[:100] @ p.T).max(axis=1).mean())

@@ -270,7 +270,7 @@ def test_load_predictions_bad_lines_name_file_and_line(tmp_path):
         (json.dumps({**good, "scores": [1, 2]}) + "\n", r":1: expected 'scores' to be 1 numbers"),
         (json.dumps({"qid": "a"}) + "\n", r":1: expected a prediction object with fields .* missing question"),
         (json.dumps(good) + "\n" + json.dumps(good) + "\n", r":2: expected one line per question, got question 'a' again"),
-        ("[1]\n", r":1: expected a JSON object, got list"),
+        ("[1]\n", r":1: expected a JSON object, got array \[1\]"),
     ]:
         p.write_text(body)
         with pytest.raises(DataError, match=msg):

@@ -296,35 +296,13 @@ def _skip(container, reason: str, n: int, path) -> None:
 # -------------------------------------------------------------------------------------------- JSONL
 
 
-def iter_appended_jsonl(path, *, partial_first_line: bool = True) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line number, object)`` of a JSONL file that is appended to one line at a time (labels, RAG
-    predictions). A last line without its newline that is not valid JSON was cut off mid-write by a crash: it
-    is skipped with a warning (its record is made again on resume); with ``partial_first_line=False`` a cut
-    first line is an error. Every other bad line is a DataError naming the file and line."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, line_no, f"expected UTF-8 text, got an undecodable byte at column "
-                                               f"{e.start + 1}") from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                if not text.endswith("\n") and (partial_first_line or line_no > 1):
-                    log.warning("%s:%d: ignoring an incomplete last line (interrupted write)", path, line_no)
-                    continue
-                raise DataError(path, line_no, f"expected a JSON object, got invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(path, line_no, f"expected a JSON object, got {type(obj).__name__}")
-            yield line_no, obj
+def iter_jsonl(path, *, appended: bool = False, partial_first_line: bool = True) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line number, object)`` for each non-blank line; every line must be a JSON object.
 
-
-def iter_jsonl(path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line number, object)`` for each non-blank line; every line must be a JSON object."""
+    ``appended=True`` is for files written one line at a time (labels, RAG predictions): a last line without its
+    newline that is not valid JSON was cut off mid-write by a crash, so it is skipped with a warning (its record
+    is made again on resume); with ``partial_first_line=False`` a cut first line is still an error. Every other
+    bad line is a DataError naming the file and line."""
     with _open_text(path) as f, _decoding(path):
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -332,6 +310,9 @@ def iter_jsonl(path) -> Iterator[tuple[int, dict]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
+                if appended and not line.endswith("\n") and (partial_first_line or lineno > 1):
+                    log.warning("%s:%d: ignoring an incomplete last line (interrupted write)", path, lineno)
+                    continue
                 raise DataError(path, lineno, f"expected a JSON object, got invalid JSON ({e.msg} at column "
                                               f"{e.colno})") from None
             if not isinstance(obj, dict):
@@ -858,6 +839,6 @@ def validate(qrels: Mapping | None = None, queries: Mapping | None = None, corpu
 
 __all__ = [
     "Corpus", "DataError", "Dataset", "Passage", "Qrels", "Queries", "Query", "Run", "ValidationReport",
-    "dump_jsonl", "iter_appended_jsonl", "iter_jsonl", "load_beir", "load_corpus", "load_jsonl", "load_qrels", "load_queries", "load_run",
+    "dump_jsonl", "iter_jsonl", "load_beir", "load_corpus", "load_jsonl", "load_qrels", "load_queries", "load_run",
     "load_squad", "save_run", "validate",
 ]

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from intdistill.data import DataError, Passage, Query, iter_appended_jsonl
+from intdistill.data import DataError, Passage, Query, iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def load_labels(path) -> dict[str, Label]:
     path = Path(path)
     labels: dict[str, Label] = {}
     # a lone cut-off first line is an error: nothing in the file was ever complete
-    for line_no, obj in iter_appended_jsonl(path, partial_first_line=False):
+    for line_no, obj in iter_jsonl(path, appended=True, partial_first_line=False):
         label = _label_from_obj(obj, path, line_no)
         if label.qid in labels:
             raise DataError(path, line_no, f"duplicate label for query {label.qid!r}")

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from intdistill.data import DataError, Passage, Query, iter_appended_jsonl
+from intdistill.data import DataError, Passage, Query, iter_jsonl
 from intdistill.llm.prompts import PromptTemplate, build_messages, template_hash
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ def load_predictions(path) -> dict[str, RagRecord]:
     line (a crash mid-write) is skipped with a warning (its question is answered again on resume)."""
     path = Path(path)
     records: dict[str, RagRecord] = {}
-    for line_no, obj in iter_appended_jsonl(path):
+    for line_no, obj in iter_jsonl(path, appended=True):
         rec = _record_from_obj(obj, path, line_no)
         if rec.qid in records:
             raise DataError(path, line_no, f"expected one line per question, got question {rec.qid!r} again")

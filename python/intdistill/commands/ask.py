@@ -25,9 +25,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from intdistill.cli import Stopped
     from intdistill.data import DataError
-    from intdistill.llm.errors import BudgetExceeded
     from intdistill.rag import IndexRetrieve, ask
 
     if not args.question.strip():
@@ -37,10 +35,8 @@ def run(args) -> int:
     corpus = index_corpus(index, args.index, args.corpus)
     retrieve = IndexRetrieve(index, retriever, allow_mismatch=args.allow_retriever_mismatch, batch_size=args.batch_size)
     with open_llm(args) as client:
-        try:
-            answer = ask(args.question, retrieve, corpus, client, args.k, config=config, snippet_words=args.words)
-        except BudgetExceeded as e:
-            raise Stopped(str(e)) from None
+        # a budget stop (BudgetExceeded) is reported by cli.main: exit 3
+        answer = ask(args.question, retrieve, corpus, client, args.k, config=config, snippet_words=args.words)
     print(answer.answer if answer.answer else "(no answer)")
     if args.show_output:
         print(f"\nreader output: {answer.output!r}")

@@ -233,3 +233,56 @@ def test_teacher_report_measures_agreement_between_shuffled_passes(tmp_path):
     single = teacher_report(load_labels(tmp_path / "s.jsonl"), qrels=qrels, n_resamples=100)
     assert single.pass_agreement is None and single.n_multi_pass == 0
     assert not any("agreement between passes" in line for line in single.lines())
+
+
+class StubRanker:
+    """Scores a (query, passage) pair by a number in the passage text ('score=N'); records the pairs."""
+
+    name = "stub-ranker"
+
+    def __init__(self):
+        self.pairs = []
+
+    def score_pairs(self, pairs, batch_size=64, progress=False):
+        import numpy as np
+
+        self.pairs += list(pairs)
+        return np.array([float(re.search(r"score=(-?\d+)", p).group(1)) for _, p in pairs], dtype=np.float32)
+
+
+def test_ranker_labels_order_by_score_ties_keep_the_first_stage_order():
+    from intdistill.labels import ranker_labels
+
+    corpus = {d: Passage(d, f"passage {d} score={s}", title="T") for d, s in
+              (("a", 1), ("b", 3), ("c", 3), ("d", 0), ("e", 7))}
+    ranker = StubRanker()
+    labels = ranker_labels(ranker, {"q1": ("first?", ("a", "b", "c", "d")), "q2": ("second?", ("d", "e"))}, corpus)
+    # q1 scores (1, 3, 3, 0): b and c tie at 3, b was first in the first stage -> (1, 2, 0, 3)
+    assert labels["q1"].permutation == (1, 2, 0, 3) and labels["q1"].ranking == ["b", "c", "a", "d"]
+    assert labels["q2"].permutation == (1, 0) and labels["q2"].template == "ranker"
+    assert labels["q1"].model == "stub-ranker" and labels["q1"].outputs == ()
+    # the ranker sees the query text and the passage as in training (title. text)
+    assert ranker.pairs[0] == ("first?", corpus["a"].full_text()) and len(ranker.pairs) == 6
+    with pytest.raises(DataError, match="query 'q' names candidate 'zz', not in the corpus"):
+        ranker_labels(ranker, {"q": ("x?", ("a", "zz"))}, corpus)
+    with pytest.raises(DataError, match="query 'q': expected a query text"):
+        ranker_labels(ranker, {"q": ("  ", ("a",))}, corpus)
+
+
+def test_teacher_report_of_a_ranker_says_ranker_and_has_no_repair_line():
+    from intdistill.labels import ranker_labels
+
+    # 24 lists; the first stage puts the relevant passage second, the ranker (by score) puts it first
+    corpus = {f"{q}-{i}": Passage(f"{q}-{i}", f"text score={9 if i == 1 else 5 - i}") for q in range(24)
+              for i in range(4)}
+    lists = {f"q{q}": (f"question {q}?", tuple(f"{q}-{i}" for i in range(4))) for q in range(24)}
+    qrels = {f"q{q}": {f"{q}-1": 1} for q in range(24)}
+    rep = teacher_report(ranker_labels(StubRanker(), lists, corpus), qrels=qrels, n_resamples=1000,
+                         subject="ranker")
+    assert rep.first_stage["RR@10"] == 0.5 and rep.teacher["RR@10"] == 1.0  # hand-computed: rank 2 -> 1
+    assert rep.verdict == "better" and rep.identity_rate == 0.0
+    lines = rep.lines()
+    assert "ranker" in lines[1] and "teacher" not in lines[1]
+    assert lines[-1] == "verdict: the ranker is better than the first stage on nDCG@10"
+    assert not any("calls repaired" in line for line in lines)
+    assert rep.to_json()["subject"] == "ranker"

@@ -169,7 +169,7 @@ def test_gate_stops_on_a_worse_teacher_then_goes_on_when_allowed(tmp_path):
     gate = json.loads((tmp_path / "work" / "gate.json").read_text())
     assert gate["verdict"] == "worse" and gate["decision"] == "stop"
     assert (tmp_path / "work" / "teacher-positions.png").stat().st_size > 1000
-    # rerun allowing the weak teacher: candidates and label are skipped, the gate reruns (its key changed)
+    # rerun allowing the weak teacher: candidates and label are skipped, the gate reruns (it had stopped)
     fake.calls.clear()
     pipe = Pipeline(cfg, tmp_path / "work", run_command=fake, echo=False, allow_weak_teacher=True)
     results = pipe.run()
@@ -258,6 +258,7 @@ model = "{tiny_bert_dir}"
 max_length = 64
 [reference]
 gold_first = true
+max_queries = 6
 [retriever]
 epochs = 1
 batch_size = 4
@@ -275,6 +276,11 @@ sizes = [4, 8]
         out, err = capsys.readouterr()
     assert code == 0, err[-3000:]
     assert "teacher gate:" in out and "test retrieval:" in out and "RAG (top 2 passages):" in out
+    # the ranker check re-ranked the 2 training lists neither ranker trained on (label and reference: the first 6)
+    check = json.loads((work / "ranker-check.json").read_text())
+    assert set(check["reports"]) == {"llm", "gold-first"} and check["reports"]["llm"]["lists"] == 2
+    assert check["reports"]["llm"]["report"]["subject"] == "ranker" and check["decision"] != "stop"
+    assert "ranker check (llm, 2 held-out lists)" in out and "only 2 held-out lists, too few" in err
     ev = json.loads((work / "evaluate.json").read_text())
     assert set(ev["means"]) == {"base", "llm", "gold-first"} and ev["measures"] == ["Acc@1", "Acc@5", "Acc@20"]
     rag = json.loads((work / "rag.json").read_text())

@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("intdistill.commands.evaluate", "score a run: nDCG/R/P/RR/AP/Success from qrels, Acc@k from answers"),
     "llm": ("intdistill.commands.llm", "local LLM: serve a GGUF on loopback, assemble shipped GGUF files"),
     "label": ("intdistill.commands.label", "label candidate lists with a black-box LLM (listwise, resumable, cached)"),
-    "label-report": ("intdistill.commands.label_report", "teacher quality: the LLM's order vs the first stage's"),
+    "label-report": ("intdistill.commands.label_report", "teacher quality: an LLM's (or a trained ranker's) order vs the first stage's"),
     "train-ranker": ("intdistill.commands.train_ranker", "stage 1: train the cross-encoder ranker (ListMLE) on ranked lists"),
     "train-retriever": ("intdistill.commands.train_retriever", "stage 2: distil the ranker into the bi-encoder retriever (KL)"),
     "index": ("intdistill.commands.index", "encode a corpus and build a usearch (HNSW) index; reports recall vs exact"),

@@ -344,6 +344,7 @@ class TeacherReport:
     # 1 = the teacher gives the same order whatever the presentation order; None = single-pass labels
     pass_agreement: float | None = None
     n_multi_pass: int = 0
+    subject: str = "teacher"  # whose order is compared: "teacher" (an LLM's labels) or "ranker" (a trained ranker)
 
     @property
     def verdict(self) -> str:
@@ -358,7 +359,7 @@ class TeacherReport:
         out = [
             f"labels: {self.n_labels}; judged by {self.judged_by}: {self.n_judged} "
             f"({self.n_with_relevant} with a relevant candidate in the list)",
-            f"{'measure':<12}{'first stage':>12}{'teacher':>10}{'delta':>9}{'p':>8}",
+            f"{'measure':<12}{'first stage':>12}{self.subject:>10}{'delta':>9}{'p':>8}",
         ]
         for m in self.teacher:
             d = self.teacher[m] - self.first_stage[m]
@@ -366,9 +367,12 @@ class TeacherReport:
         if self.pass_agreement is not None:
             out.append(f"agreement between passes: mean Kendall tau {self.pass_agreement:.3f} over "
                        f"{self.n_multi_pass} multi-pass lists (1 = no sensitivity to presentation order)")
-        out.append(f"identity permutations: {100 * self.identity_rate:.1f}%; calls repaired: {100 * self.repair_rate:.1f}% "
-                   f"({', '.join(f'{k} {v}' for k, v in self.repairs.items())})")
-        out.append(f"verdict: the teacher is {self.verdict} than the first stage on {self.main_measure}"
+        if self.subject == "teacher":
+            out.append(f"identity permutations: {100 * self.identity_rate:.1f}%; calls repaired: "
+                       f"{100 * self.repair_rate:.1f}% ({', '.join(f'{k} {v}' for k, v in self.repairs.items())})")
+        else:  # no LLM calls behind a ranker's order: nothing was repaired
+            out.append(f"identity permutations: {100 * self.identity_rate:.1f}% (the first-stage order kept)")
+        out.append(f"verdict: the {self.subject} is {self.verdict} than the first stage on {self.main_measure}"
                    if self.verdict != "no significant difference"
                    else f"verdict: no significant difference on {self.main_measure} (p={self.p_values[self.main_measure]:.3f})")
         return out
@@ -398,6 +402,7 @@ def teacher_report(
     corpus: Mapping[str, Passage] | None = None,
     k: int = 10,
     n_resamples: int = 10000,
+    subject: str = "teacher",
 ) -> TeacherReport:
     """Compare the teacher's order with the first stage's on the labelled queries that have judgements.
 
@@ -467,7 +472,40 @@ def teacher_report(
         main_measure=f"nDCG@{k}",
         pass_agreement=sum(taus) / len(taus) if taus else None,
         n_multi_pass=n_multi,
+        subject=subject,
     )
+
+
+def ranker_labels(
+    ranker,
+    lists: Mapping[str, tuple[str, Sequence[str]]],
+    corpus: Mapping[str, Passage],
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, Label]:
+    """A trained cross-encoder's order of each candidate list, as :class:`Label` records, so that
+    :func:`teacher_report` (``subject="ranker"``) can judge it against the first stage's order the way the
+    gate judges an LLM's. ``lists``: ``qid -> (query text, candidate ids in first-stage order)``. The ranker
+    sees ``passage.full_text()`` (as in training); candidates it scores equally keep their first-stage order."""
+    import numpy as np
+
+    for q, (text, cands) in lists.items():
+        if not text or not text.strip():
+            raise DataError(None, None, f"query {q!r}: expected a query text, got {text!r}")
+        missing = [d for d in cands if d not in corpus]
+        if missing:
+            raise DataError(None, None, f"query {q!r} names candidate {missing[0]!r}, not in the corpus")
+    pairs = [(text, corpus[d].full_text()) for text, cands in lists.values() for d in cands]
+    scores = ranker.score_pairs(pairs, batch_size=batch_size, progress=progress)
+    out, i = {}, 0
+    for q, (_, cands) in lists.items():
+        s = np.asarray(scores[i : i + len(cands)], dtype=np.float64)
+        i += len(cands)
+        perm = tuple(int(j) for j in np.argsort(-s, kind="stable"))
+        out[q] = Label(qid=q, cands=tuple(cands), permutation=perm, outputs=(), model=getattr(ranker, "name", ""),
+                       template="ranker", prompt_hash="")
+    return out
 
 
 def plot_positions(report: TeacherReport, path, title: str = "") -> Path:
@@ -487,19 +525,19 @@ def plot_positions(report: TeacherReport, path, title: str = "") -> Path:
     mean_rank = (counts * np.arange(1, n + 1)[None, :]).sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
     im = ax1.imshow(share, cmap="viridis", vmin=0, vmax=max(share.max(), 1e-9))
-    ax1.set_xlabel("teacher rank")
+    ax1.set_xlabel(f"{report.subject} rank")
     ax1.set_ylabel("first-stage position")
     ax1.set_xticks(range(n), [str(i + 1) for i in range(n)])
     ax1.set_yticks(range(n), [str(i + 1) for i in range(n)])
     ax1.set_title("share of lists (row-normalised)")
     fig.colorbar(im, ax=ax1, fraction=0.046)
-    ax2.bar(range(1, n + 1), mean_rank, color="tab:blue", label="teacher")
+    ax2.bar(range(1, n + 1), mean_rank, color="tab:blue", label=report.subject)
     ax2.plot(range(1, n + 1), range(1, n + 1), "k--", label="unchanged")
     ax2.set_xlabel("first-stage position")
-    ax2.set_ylabel("mean teacher rank")
+    ax2.set_ylabel(f"mean {report.subject} rank")
     ax2.set_title(f"identity {100 * report.identity_rate:.0f}%, verdict: {report.verdict}")
     ax2.legend()
-    fig.suptitle(title or f"teacher vs first stage ({report.n_judged} judged lists)")
+    fig.suptitle(title or f"{report.subject} vs first stage ({report.n_judged} judged lists)")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

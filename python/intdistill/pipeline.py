@@ -9,6 +9,9 @@ with the command line the manifest records):
 ``gate``            the teacher's order vs the first stage's inside the labelled lists, judged by qrels or
                     answers; a teacher significantly *worse* stops the run here unless ``--allow-weak-teacher``
 ``train-ranker``    stage 1 on the LLM's labels (and, with ``[reference]``, on gold-first orders)
+``ranker-check``    each ranker's order vs the first stage's on ``[ranker_check] held_out`` training lists no
+                    ranker trained on (default 100); an LLM ranker significantly *worse* stops the run here
+                    unless ``--allow-weak-teacher``: it would teach the retriever to rank worse
 ``train-retriever`` stage 2 from each ranker over all training queries (labels are not needed here)
 ``index``           a usearch index per retriever (base, llm, gold-first)
 ``evaluate``        test-query runs from each index; metrics with paired tests against the base
@@ -64,10 +67,12 @@ from intdistill.data import DataError
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("candidates", "label", "gate", "train-ranker", "train-retriever", "index", "evaluate", "rag", "curve",
-          "report")
-SECTIONS = {"data", "llm", "candidates", "label", "gate", "ranker", "retriever", "reference", "index", "evaluate",
-            "rag", "curve"}
+STAGES = ("candidates", "label", "gate", "train-ranker", "ranker-check", "train-retriever", "index", "evaluate", "rag",
+          "curve", "report")
+SECTIONS = {"data", "llm", "candidates", "label", "gate", "ranker", "ranker_check", "retriever", "reference", "index",
+            "evaluate", "rag", "curve"}
+DEFAULT_HELD_OUT = 100  # [ranker_check] held_out: training lists kept out of both rankers' training, to judge them
+MIN_HELD_OUT = 20  # fewer held-out lists than this: the check runs, with a note that it can hardly tell
 DATA_KEYS = {"corpus", "train_queries", "test_queries", "train_qrels", "test_qrels"}
 MANIFEST = "manifest.json"
 # pipeline keys of a section that are not options of the stage's command
@@ -75,6 +80,7 @@ _OWN_KEYS = {
     "label": {"max_queries"},
     "gate": {"allow_weak_teacher"},
     "reference": {"gold_first", "max_queries"},
+    "ranker_check": {"held_out"},
     "evaluate": {"depth", "measures"},
     "rag": {"k", "max_queries", "retrievers", "sample", "seed"},
     "curve": {"sizes"},
@@ -163,11 +169,15 @@ def load_config(path: str | os.PathLike) -> Config:
     if ("train_qrels" in resolved) != ("test_qrels" in resolved):
         raise PipelineError(path, None, "[data] expected train_qrels and test_qrels together (or neither)")
     sections = {k: v for k, v in raw.items() if k != "data"}
-    for key, kind in (("max_queries", int), ):
-        for sec in ("label", "reference", "rag"):
-            v = sections.get(sec, {}).get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, kind) or v < 1):
-                raise PipelineError(path, None, f"[{sec}] {key}: expected a positive integer, got {v!r}")
+    for sec, key, low in (("label", "max_queries", 1), ("reference", "max_queries", 1), ("rag", "max_queries", 1),
+                          ("ranker_check", "held_out", 0)):
+        v = sections.get(sec, {}).get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            want = "a positive integer" if low == 1 else "an integer >= 0"
+            raise PipelineError(path, None, f"[{sec}] {key}: expected {want}, got {v!r}")
+    bad = sorted(set(sections.get("ranker_check", {})) - _OWN_KEYS["ranker_check"])
+    if bad:
+        raise PipelineError(path, None, f"[ranker_check] {bad[0]}: unknown key; expected held_out")
     sizes = sections.get("curve", {}).get("sizes")
     if sizes is not None and (not isinstance(sizes, list) or not sizes
                               or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
@@ -313,13 +323,16 @@ class Pipeline:
         keys of the stages before it."""
         idx = STAGES.index(name)
         before = [self.manifest["stages"].get(s, {}).get("key", "") for s in STAGES[:idx]]
-        reads = {"candidates": ["candidates"], "label": ["llm", "label"], "gate": ["gate"],
-                 "train-ranker": ["ranker", "reference"], "train-retriever": ["retriever", "reference"],
+        reads = {"candidates": ["candidates"], "label": ["llm", "label"], "gate": [],
+                 "train-ranker": ["ranker", "reference"], "ranker-check": ["ranker_check", "ranker", "reference"],
+                 "train-retriever": ["retriever", "reference"],
                  "index": ["index"], "evaluate": ["evaluate"], "rag": ["llm", "rag"], "curve": ["curve", "ranker",
                  "retriever"], "report": []}[name]
+        # --allow-weak-teacher is not part of any key: a stage it stopped has status "stopped" and reruns anyway,
+        # and one it let through stays done (turning the flag on must not retrain the rankers)
         blob = json.dumps({"inputs": {k: v["sha256"] for k, v in self.manifest["inputs"].items()},
-                           "sections": {s: self.cfg.section(s) for s in reads}, "before": before,
-                           "allow_weak": self.allow_weak if name == "gate" else None}, sort_keys=True, default=str)
+                           "sections": {s: self.cfg.section(s) for s in reads}, "before": before},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     # -------------------------------------------------------------- running
@@ -414,6 +427,7 @@ class Pipeline:
     def _outputs_exist(self, name: str) -> bool:
         outs = {"candidates": [self.p("candidates.jsonl")], "label": [self.p("labels.jsonl")],
                 "gate": [self.p("gate.json")], "train-ranker": [self.p("ranker")],
+                "ranker-check": [self.p("ranker-check.json")],
                 "train-retriever": [self.p("retriever")], "index": [self.p("index")],
                 "evaluate": [self.p("evaluate.json")], "rag": [self.p("rag.json")], "curve": [],
                 "report": [self.p("report.md")]}[name]
@@ -496,6 +510,83 @@ class Pipeline:
             self.cmd("train-ranker", [*base, "--label-source", "gold-first", "--candidates", self.p("candidates.jsonl"),
                                       *self.judge_args("train"), "--out", self.p("ranker-gold-first"),
                                       *(["--max-queries", n] if n else []), *self._ranker_args()])
+
+    def rankers(self) -> dict[str, Path]:
+        """name -> trained ranker directory: llm, and gold-first with ``[reference]``."""
+        out = {"llm": self.p("ranker")}
+        if self.reference:
+            out["gold-first"] = self.p("ranker-gold-first")
+        return out
+
+    def held_out_lists(self, n: int) -> dict[str, list[str]]:
+        """Ranker name -> up to ``n`` training candidate lists (the last ones) it did not train on. The LLM
+        ranker trained on the labelled lists, the gold-first one on the first ``[reference] max_queries`` lists
+        (all without it). When enough lists are free of both, both rankers are judged on the same lists."""
+        from intdistill.candidates import Candidates
+        from intdistill.labels import load_labels
+
+        qids = list(Candidates.load(self.p("candidates.jsonl")))
+        used = {"llm": set(load_labels(self.p("labels.jsonl")))}
+        if self.reference:
+            m = self.cfg.section("reference").get("max_queries")
+            used["gold-first"] = set(qids if m is None else qids[:m])
+        free = {name: [q for q in qids if q not in u] for name, u in used.items()}
+        common = [q for q in qids if not any(q in u for u in used.values())]
+        if len(common) >= min(n, MIN_HELD_OUT):
+            free = {name: common for name in used}
+        return {name: f[-n:] if n else [] for name, f in free.items()}
+
+    def stage_ranker_check(self) -> None:
+        from intdistill.candidates import Candidates
+        from intdistill.labels import TeacherReport
+
+        n = int(self.cfg.section("ranker_check").get("held_out", DEFAULT_HELD_OUT))
+        result: dict[str, Any] = {"held_out": n, "reports": {}, "skipped": {}, "decision": "go on"}
+        cands = Candidates.load(self.p("candidates.jsonl"))
+        sec = self.cfg.section("ranker")
+        scoring = options({k: sec[k] for k in ("max_length", "device") if k in sec})
+        worse = []
+        for name, held in self.held_out_lists(n).items():
+            if not held:
+                why = ("[ranker_check] held_out = 0" if n == 0 else
+                       "every training list was used to train it: lower [label] or [reference] max_queries "
+                       "to keep some out")
+                result["skipped"][name] = why
+                self.say(f"ranker check of the {name} ranker skipped: {why}")
+                continue
+            if len(held) < MIN_HELD_OUT:
+                self.say(f"ranker check of the {name} ranker: only {len(held)} held-out lists, too few for the "
+                         "paired test to tell much")
+            path = self.p(f"ranker-check-{name}.jsonl")
+            Candidates({q: cands[q] for q in held}, cands.retriever).save(path)
+            text = self.cmd("ranker-check", ["label-report", "--ranker", self.rankers()[name], "--candidates", path,
+                                             "--queries", self.cfg.data["train_queries"], "--corpus",
+                                             self.cfg.data["corpus"], *self.judge_args("train"), "--format", "json",
+                                             *scoring], capture=True)
+            d = json.loads(text)
+            d.pop("verdict", None)
+            report = TeacherReport(**{**d, "position_counts": tuple(tuple(r) for r in d["position_counts"])})
+            result["reports"][name] = {"lists": len(held), "report": report.to_json(), "verdict": report.verdict,
+                                       "lines": report.lines()}
+            self.say("\n".join(["", f"ranker check ({name} ranker): its order vs the first stage's on {len(held)} "
+                                    "held-out training lists", *report.lines()]))
+            if report.verdict == "worse":
+                worse.append(name)
+            elif report.verdict == "no significant difference":
+                self.say(f"ranker check: the {name} ranker is no better than the first stage on these lists; "
+                         "distilling it is unlikely to improve the retriever")
+        if worse:
+            banner = "!" * 78
+            self.say("\n".join([banner, f"RANKER CHECK: the {' and the '.join(worse)} ranker re-ranks held-out lists "
+                                        "WORSE than the first stage. Distilling it is likely to make the retriever "
+                                        "worse.", banner]))
+        if "llm" in worse:
+            result["decision"] = "go on (allowed weak teacher)" if self.allow_weak else "stop"
+        _atomic_json(self.p("ranker-check.json"), result)
+        if result["decision"] == "stop":
+            raise GateStopped("ranker check: the ranker trained on the LLM's labels ranks held-out lists worse than "
+                              "the first stage; stopped before training the retriever. Pass --allow-weak-teacher to "
+                              "train it anyway")
 
     def stage_train_retriever(self) -> None:
         sec = self._retriever_section()

@@ -1,7 +1,7 @@
 """``report.md`` of a pipeline work directory, with PNG plots beside it.
 
-Reads what the stages left (``gate.json``, ``evaluate.json``, ``rag.json``, ``curve.json``, ``manifest.json``)
-and writes tables a reviewer can check against those files, plus ``retrieval.png``, ``rag.png`` and
+Reads what the stages left (``gate.json``, ``ranker-check.json``, ``evaluate.json``, ``rag.json``, ``curve.json``,
+``manifest.json``) and writes tables a reviewer can check against those files, plus ``retrieval.png``, ``rag.png`` and
 ``curve.png`` (matplotlib, Agg backend) where there is something to plot. Missing pieces are said to be missing.
 """
 
@@ -121,6 +121,23 @@ def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
                        "Retrievers distilled from its labels are likely to be worse than the base; compare below.")
         if (work / "teacher-positions.png").is_file():
             out += ["", "![where the LLM puts each first-stage position](teacher-positions.png)"]
+    else:
+        out.append("Not run.")
+    out.append("")
+
+    check = _load(work / "ranker-check.json")
+    out += ["## Ranker check", ""]
+    if check:
+        out += ["Each trained ranker's order vs the first stage's, on training lists it did not train on (a ranker "
+                "that is not better than the first stage cannot teach the retriever to be).", ""]
+        for name, r in check.get("reports", {}).items():
+            out += [f"**{name} ranker**, {r['lists']} held-out lists:", "", "```", *r["lines"], "```", ""]
+        for name, why in check.get("skipped", {}).items():
+            out += [f"**{name} ranker**: not checked: {why}.", ""]
+        out.append(f"Decision: **{check['decision']}**.")
+        if any(r["verdict"] == "worse" for r in check.get("reports", {}).values()):
+            out += ["", "> **Warning:** a ranker re-ranks held-out lists *worse* than the first stage; the retriever "
+                        "distilled from it is likely to be worse than the base."]
     else:
         out.append("Not run.")
     out.append("")

@@ -3,6 +3,10 @@
 Judged by qrels (nDCG@10, RR@10, Success@1) or by answer strings (a candidate holding an answer counts as
 relevant: nDCG@10, RR@10, Acc@1), with a paired randomisation test, the identity and repair rates, and a PNG
 of where the LLM puts each first-stage position. Works on label files made elsewhere too (the shared format).
+
+With ``--ranker DIR --candidates FILE`` instead of ``--labels``, the same report judges a trained ranker
+(`intdistill train-ranker`): its order of each candidate list against the first stage's. Give it lists the
+ranker was not trained on; a ranker that is not better than the first stage cannot teach the retriever.
 """
 
 from __future__ import annotations
@@ -12,26 +16,71 @@ import sys
 
 
 def configure(p) -> None:
-    p.add_argument("--labels", required=True, help="labels JSONL (intdistill's or the shared raw-output format)")
+    p.add_argument("--labels", help="labels JSONL (intdistill's or the shared raw-output format)")
+    p.add_argument("--ranker", help="instead of --labels: a trained ranker directory (or hub name) to judge")
+    p.add_argument("--candidates", help="with --ranker: the candidate lists it re-ranks (from `intdistill candidates`)")
     p.add_argument("--qrels", help="qrels (TREC or BEIR TSV) to judge by")
-    p.add_argument("--queries", help="queries with answers (SQuAD JSON or JSONL with 'answers'), with --corpus")
-    p.add_argument("--corpus", help="corpus, needed to judge by answers")
+    p.add_argument("--queries", help="queries with answers (SQuAD JSON or JSONL with 'answers'), with --corpus; "
+                                     "with --ranker, also the query texts when the candidates hold none")
+    p.add_argument("--corpus", help="corpus, needed to judge by answers and for --ranker")
     p.add_argument("-k", type=int, default=10, help="cutoff for nDCG and RR (default 10)")
     p.add_argument("--plot", help="write the position histogram PNG here")
     p.add_argument("--format", choices=["table", "json"], default="table")
+    r = p.add_argument_group("--ranker scoring")
+    r.add_argument("--max-length", type=int, default=None, help="tokens per pair (default: the ranker's own)")
+    r.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass (default 64)")
+    r.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+
+
+def _ranker_labels(args, queries, corpus):
+    from intdistill.candidates import Candidates
+    from intdistill.data import DataError
+    from intdistill.labels import ranker_labels
+    from intdistill.models import Ranker
+
+    cands = Candidates.load(args.candidates)
+    if not cands:
+        raise DataError(args.candidates, None, "expected at least one candidate list, got none")
+    lists = {}
+    for q, c in cands.items():
+        text = queries[q].text if queries is not None and q in queries else c.query
+        if not text:
+            hint = "it is not in the --queries file" if queries is not None else "give --queries"
+            raise DataError(args.candidates, None, f"query {q!r} has no query text ({hint})")
+        lists[q] = (text, c.docids)
+    try:
+        ranker = Ranker.load(args.ranker, max_length=args.max_length, device=args.device)
+    except (OSError, ValueError) as e:
+        raise DataError(args.ranker, None, f"expected a ranker directory or hub name: {e}") from None
+    return ranker_labels(ranker, lists, corpus, batch_size=args.batch_size, progress=sys.stderr.isatty())
 
 
 def run(args) -> int:
     from intdistill.data import DataError, load_corpus, load_qrels, load_queries
     from intdistill.labels import load_labels, plot_positions, teacher_report
 
-    labels = load_labels(args.labels)
-    if args.qrels:
-        report = teacher_report(labels, qrels=load_qrels(args.qrels), k=args.k)
-    elif args.queries and args.corpus:
-        report = teacher_report(labels, queries=load_queries(args.queries), corpus=load_corpus(args.corpus), k=args.k)
-    else:
+    if bool(args.labels) == bool(args.ranker):
+        raise DataError(None, None, "label-report needs --labels FILE, or --ranker DIR with --candidates FILE "
+                                    "(one of the two)")
+    if args.ranker and not (args.candidates and args.corpus):
+        raise DataError(None, None, "--ranker needs --candidates (the lists to re-rank) and --corpus (their texts)")
+    if args.candidates and not args.ranker:
+        raise DataError(None, None, "--candidates goes with --ranker (a label file holds its own candidates)")
+    if not args.qrels and not (args.queries and args.corpus):
         raise DataError(None, None, "label-report needs --qrels, or --queries (with answers) and --corpus")
+    queries = load_queries(args.queries) if args.queries else None
+    corpus = load_corpus(args.corpus) if args.corpus else None
+    if args.ranker:
+        labels, subject = _ranker_labels(args, queries, corpus), "ranker"
+    else:
+        labels, subject = load_labels(args.labels), "teacher"
+    try:
+        if args.qrels:
+            report = teacher_report(labels, qrels=load_qrels(args.qrels), k=args.k, subject=subject)
+        else:
+            report = teacher_report(labels, queries=queries, corpus=corpus, k=args.k, subject=subject)
+    except ValueError as e:  # no judged list among them
+        raise DataError(args.labels or args.candidates, None, str(e)) from None
     if args.format == "json":
         json.dump(report.to_json(), sys.stdout, indent=1)
         print()

@@ -1,9 +1,10 @@
 """Run the whole method from a TOML configuration: candidates -> label -> teacher gate -> train ranker ->
-train retriever -> index -> evaluate -> RAG -> report, in a work directory with a manifest.
+ranker check -> train retriever -> index -> evaluate -> RAG -> report, in a work directory with a manifest.
 
 Finished stages are skipped on a rerun (same configuration and inputs); --from reruns from a stage on,
 --until stops after one. The teacher gate stops the run (exit 3) when the LLM ranks the candidates worse
-than the first stage, unless --allow-weak-teacher. See intdistill.pipeline for the configuration keys.
+than the first stage, and the ranker check when the ranker trained on its labels re-ranks held-out training
+lists worse than the first stage, unless --allow-weak-teacher. See intdistill.pipeline for the configuration.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"rerun from this stage on ({', '.join(STAGES)})")
     parser.add_argument("--until", choices=STAGES, metavar="STAGE", help="stop after this stage")
     parser.add_argument("--allow-weak-teacher", action="store_true", default=None,
-                        help="go on training when the teacher gate finds the LLM worse than the first stage")
+                        help="go on training when the teacher gate finds the LLM (or the ranker check its ranker) "
+                             "worse than the first stage")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summarize(work: Path) -> str:
-    """The headline numbers of a work directory: gate verdict, test retrieval, RAG."""
+    """The headline numbers of a work directory: gate verdict, ranker check, test retrieval, RAG."""
     from intdistill.report import comparison_table
 
     out = []
@@ -60,6 +62,17 @@ def summarize(work: Path) -> str:
         out.append(f"teacher gate: {gate['verdict']} than the first stage ({gate['decision']})"
                    if gate["verdict"] != "no significant difference" else
                    f"teacher gate: no significant difference from the first stage ({gate['decision']})")
+    check = _load(work / "ranker-check.json")
+    if check:
+        for name, r in check.get("reports", {}).items():
+            m = r["report"]["main_measure"]
+            fs, rk, p = r["report"]["first_stage"][m], r["report"]["teacher"][m], r["report"]["p_values"][m]
+            out.append(f"ranker check ({name}, {r['lists']} held-out lists): {m} {fs:.4f} -> {rk:.4f} (p={p:.3g}), "
+                       f"{r['verdict']}")
+        for name, why in check.get("skipped", {}).items():
+            out.append(f"ranker check ({name}): skipped, {why}")
+        if check.get("decision") not in (None, "go on"):
+            out.append(f"ranker check decision: {check['decision']}")
     ev = _load(work / "evaluate.json")
     if ev:
         out += ["", "test retrieval:", *comparison_table(ev)]

@@ -33,15 +33,17 @@ def _brute_force(q, p, k, metric):
 @settings(max_examples=150, deadline=None)
 @given(
     nq=st.integers(0, 7), n_pass=st.integers(1, 40), d=st.integers(1, 4), data_=st.data(),
-    batch=st.sampled_from([None, 1, 3]), seed=st.integers(0, 2**31),
+    batch=st.sampled_from([None, 1, 3]), passage_block=st.sampled_from([None, 1, 2, 5, 16]),
+    seed=st.integers(0, 2**31),
 )
-def test_exact_search_integer_scores_equal_stable_sort(nq, n_pass, d, data_, batch, seed):
-    """Small integer embeddings: exact float arithmetic and many ties, so ids must equal a stable full sort."""
+def test_exact_search_integer_scores_equal_stable_sort(nq, n_pass, d, data_, batch, passage_block, seed):
+    """Small integer embeddings: exact float arithmetic and many ties, so ids must equal a stable full sort,
+    also when the passages are tiled (ties at the k-th place across tiles)."""
     k = data_.draw(st.integers(1, n_pass))
     rng = np.random.default_rng(seed)
     q = rng.integers(-2, 3, (nq, d)).astype(np.float32)
     p = rng.integers(-2, 3, (n_pass, d)).astype(np.float32)
-    ids, scores = exact_search(q, p, k, metric="ip", batch=batch)
+    ids, scores = exact_search(q, p, k, metric="ip", batch=batch, passage_block=passage_block)
     assert ids.shape == scores.shape == (nq, k)
     assert ids.dtype == np.int64 and scores.dtype == np.float32
     want_ids, want_scores = _brute_force(q, p, k, "ip")
@@ -52,15 +54,16 @@ def test_exact_search_integer_scores_equal_stable_sort(nq, n_pass, d, data_, bat
 @settings(max_examples=100, deadline=None)
 @given(
     nq=st.integers(0, 7), n_pass=st.integers(1, 40), d=st.integers(1, 6), data_=st.data(),
-    metric=st.sampled_from(["cos", "ip"]), batch=st.sampled_from([None, 2]), seed=st.integers(0, 2**31),
+    metric=st.sampled_from(["cos", "ip"]), batch=st.sampled_from([None, 2]),
+    passage_block=st.sampled_from([None, 3, 7]), seed=st.integers(0, 2**31),
 )
-def test_exact_search_matches_brute_force(nq, n_pass, d, data_, metric, batch, seed):
+def test_exact_search_matches_brute_force(nq, n_pass, d, data_, metric, batch, passage_block, seed):
     """Random embeddings: scores as float64 brute force; every id returned carries the score reported."""
     k = data_.draw(st.integers(1, n_pass))
     rng = np.random.default_rng(seed)
     q = rng.standard_normal((nq, d)).astype(np.float32)
     p = rng.standard_normal((n_pass, d)).astype(np.float32) * rng.uniform(0.1, 3, (n_pass, 1)).astype(np.float32)
-    ids, scores = exact_search(q, p, k, metric=metric, batch=batch)
+    ids, scores = exact_search(q, p, k, metric=metric, batch=batch, passage_block=passage_block)
     assert ids.shape == scores.shape == (nq, k)
     full_ids, full_scores = _brute_force(q, p, n_pass, metric)
     np.testing.assert_allclose(scores, full_scores[:, :k], rtol=1e-5, atol=1e-5)
@@ -123,6 +126,8 @@ def test_exact_search_errors():
         exact_search(q, np.array([[0, 0, 0], [1, 1, 1], [1, np.nan, 0]]), 1)
     with pytest.raises(ValueError, match="batch: expected an int >= 1, got 0"):
         exact_search(q, p, 1, batch=0)
+    with pytest.raises(ValueError, match="passage_block: expected an int >= 1, got True"):
+        exact_search(q, p, 1, passage_block=True)
 
 
 # ---------------------------------------------------------------------------------------------- Candidates

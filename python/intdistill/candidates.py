@@ -31,18 +31,23 @@ logger = logging.getLogger(__name__)
 METRICS = ("cos", "ip")
 #: Score-block budget of :func:`exact_search` when ``batch`` is not given (bytes of float32 scores).
 BLOCK_BYTES = 64 << 20
+#: Queries per block of :func:`exact_search` by default (the passages are tiled to fit BLOCK_BYTES).
+MAX_QUERY_BLOCK = 256
 
 
 def exact_search(
-    query_emb: np.ndarray, passage_emb: np.ndarray, k: int, *, metric: str = "cos", batch: int | None = None
+    query_emb: np.ndarray, passage_emb: np.ndarray, k: int, *, metric: str = "cos", batch: int | None = None,
+    passage_block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` passages per query by inner product (``"ip"``) or cosine (``"cos"``).
 
     Shapes: ``query_emb (nq, d)``, ``passage_emb (np, d)`` -> ``ids int64 (nq, k)``, ``scores float32 (nq, k)``,
     each row best first; equal scores are ordered by passage index (lower first), also at the k-th place,
-    so the result equals a stable full sort by descending score. Computed in float32 over blocks of
-    ``batch`` queries (default: as many as keep one ``(batch, np)`` score block within 64 MiB): a
-    partition finds the k-th score, then only the ``k`` kept are sorted. Cosine of a zero vector is 0.
+    so the result equals a stable full sort by descending score. Computed in float32 tiles of ``batch``
+    queries x ``passage_block`` passages (defaults: up to 256 queries, and as many passages as keep one score
+    tile within 64 MiB): BLAS matmul, then :func:`intdistill.batching.topk` (Rust, rows in parallel) per tile,
+    then a top-k of the tiles' top-k's. Tiling the passages too means a large corpus is read from memory once
+    per query block rather than once per handful of queries. Cosine of a zero vector is 0.
     """
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
@@ -58,10 +63,14 @@ def exact_search(
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_pass:
         raise ValueError(f"k: expected an int in [1, {n_pass}] (the number of passages), got {k!r}")
     k = int(k)
+    for name, value in (("batch", batch), ("passage_block", passage_block)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
     if batch is None:
-        batch = max(1, BLOCK_BYTES // (4 * n_pass))
-    elif isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch: expected an int >= 1, got {batch!r}")
+        batch = MAX_QUERY_BLOCK if passage_block is None else max(1, BLOCK_BYTES // (4 * passage_block))
+    if passage_block is None:
+        passage_block = max(1, BLOCK_BYTES // (4 * batch))
+    passage_block = min(passage_block, n_pass)
     for what, arr in (("query_emb", q), ("passage_emb", p)):
         if not np.isfinite(arr).all():
             bad = np.argwhere(~np.isfinite(arr))[0]
@@ -72,23 +81,27 @@ def exact_search(
     nq = q.shape[0]
     ids = np.empty((nq, k), dtype=np.int64)
     scores = np.empty((nq, k), dtype=np.float32)
-    pt = np.ascontiguousarray(p.T)  # (d, np)
+    from intdistill.batching import topk
+
+    # Rust top-k (rows in parallel, GIL released): best first, ties broken by the lower column. Tiles are taken
+    # in passage order and each keeps its k best in that order, so among equal scores the concatenation lists
+    # lower passage indices first, and the final top-k keeps the global tie rule.
     for start in range(0, nq, batch):
-        s = q[start : start + batch] @ pt  # (b, np)
-        if k < n_pass:
-            # keep every score above the k-th largest, then the lowest indices among those equal to it
-            kth = np.partition(s, n_pass - k, axis=1)[:, n_pass - k, None]  # (b, 1)
-            above = s > kth
-            tied = s == kth
-            need = k - above.sum(axis=1, keepdims=True)  # (b, 1), >= 1
-            keep = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= need))
-            part = np.nonzero(keep)[1].reshape(-1, k)  # (b, k), row-major: k per row, unordered by score
-        else:
-            part = np.broadcast_to(np.arange(n_pass, dtype=np.int64), s.shape)
-        vals = np.take_along_axis(s, part, axis=1)
-        order = np.lexsort((part, -vals), axis=1)  # score descending, then index ascending
-        ids[start : start + batch] = np.take_along_axis(part, order, axis=1)
-        scores[start : start + batch] = np.take_along_axis(vals, order, axis=1)
+        qb = q[start : start + batch]
+        if passage_block >= n_pass:
+            best = topk(qb @ p.T, k)  # p.T: a transposed view, BLAS reads p's rows (no copy)
+            ids[start : start + batch], scores[start : start + batch] = best.idx, best.vals
+            continue
+        cand_ids, cand_vals = [], []
+        for p0 in range(0, n_pass, passage_block):
+            tile = qb @ p[p0 : p0 + passage_block].T  # (b, pb)
+            best = topk(tile, min(k, tile.shape[1]))
+            cand_ids.append(best.idx + p0)
+            cand_vals.append(best.vals)
+        vals = np.concatenate(cand_vals, axis=1)
+        best = topk(vals, k)
+        ids[start : start + batch] = np.take_along_axis(np.concatenate(cand_ids, axis=1), best.idx, axis=1)
+        scores[start : start + batch] = best.vals
     return ids, scores
 
 

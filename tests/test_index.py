@@ -343,3 +343,79 @@ def test_minilm_scifact_index_matches_exact_search(minilm_dir, shared_data_dir, 
     assert ann_recall(ids, exact_ids, 10) >= 0.98
     np.testing.assert_allclose(scores[:, 0], exact_scores[:, 0], atol=1e-5)
     assert index.search_text(retriever, texts[:20], 10).docids == [[index.docids[i] for i in row] for row in ids[:20]]
+
+
+# ---------------------------------------------------------------------------------------------- target recall
+
+
+def _hard(n: int = 4000, dim: int = 48, seed: int = 3) -> np.ndarray:
+    """Uniform unit vectors: the hardest case for HNSW, so a tiny ef misses many true neighbours."""
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_target_recall_doubles_ef_until_the_check_meets_it(tmp_path, caplog):
+    emb = _hard()
+    ids = [f"d{i}" for i in range(len(emb))]
+    plain = DenseIndex.from_embeddings(emb, ids, connectivity=8, expansion_add=32, expansion_search=4,
+                                       check_sample=300)
+    assert plain.meta.check_recall < 0.9 and plain.meta.target_recall is None and plain.meta.tuned_from is None
+    with caplog.at_level(logging.INFO, logger="intdistill.index"):
+        tuned = DenseIndex.from_embeddings(emb, ids, connectivity=8, expansion_add=32, expansion_search=4,
+                                           check_sample=300, target_recall=0.97)
+    m = tuned.meta
+    assert m.check_recall >= 0.97 and m.target_recall == 0.97 and m.tuned_from == 4
+    # the ef found is a doubling of the one asked for, and the one just below it missed the target
+    assert m.expansion_search in (8, 16, 32, 64, 128, 256, 512) and tuned.expansion_search == m.expansion_search
+    sample = emb[np.sort(np.random.default_rng(0).choice(len(emb), 300, replace=False))]  # the check's sample
+    tuned.expansion_search = m.expansion_search // 2
+    assert tuned.recall(sample, emb) < 0.97
+    tuned.expansion_search = m.expansion_search
+    assert f"ef {m.expansion_search} gives" in caplog.text
+    # the ef found travels with the saved index, and its searches reach the recall measured
+    loaded = DenseIndex.load(tuned.save(tmp_path / "idx"))
+    assert loaded.expansion_search == m.expansion_search and loaded.meta.target_recall == 0.97
+    assert loaded.recall(sample, emb) == pytest.approx(m.check_recall)
+    # already met at the ef asked for: nothing raised, tuned_from stays None
+    easy = DenseIndex.from_embeddings(emb, ids, connectivity=8, expansion_add=32, expansion_search=512,
+                                      check_sample=300, target_recall=0.5)
+    assert easy.expansion_search == 512 and easy.meta.tuned_from is None and easy.meta.target_recall == 0.5
+
+
+def test_target_recall_missed_at_the_cap_is_a_warning(monkeypatch, caplog):
+    import intdistill.index as index_mod
+
+    monkeypatch.setattr(index_mod, "MAX_TUNED_EF", 8)
+    emb = _hard()
+    with caplog.at_level(logging.WARNING, logger="intdistill.index"):
+        idx = DenseIndex.from_embeddings(emb, [str(i) for i in range(len(emb))], connectivity=4, expansion_add=8,
+                                         expansion_search=2, check_sample=200, target_recall=0.999)
+    assert idx.expansion_search == 8 and idx.meta.check_recall < 0.999 and idx.meta.tuned_from == 2
+    assert "target recall@10 0.999 not reached" in caplog.text and "denser graph" in caplog.text
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"target_recall": 0}, r"target_recall: expected a number in \(0, 1\], got 0"),
+    ({"target_recall": 1.5}, r"got 1\.5"),
+    ({"target_recall": True}, r"got True"),
+    ({"target_recall": 0.9, "check_sample": 0}, "target_recall needs the recall check"),
+])
+def test_target_recall_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DenseIndex.from_embeddings(_hard(50, 8), [str(i) for i in range(50)], **kwargs)
+
+
+def test_cli_index_target_recall(tiny_bert_dir, files, tmp_path, capsys):
+    corpus_file, queries_file = files
+    base = ["index", "--retriever", str(tiny_bert_dir), "--corpus", str(corpus_file), "--out", str(tmp_path / "i")]
+    assert cli.main([*base, "--queries", str(queries_file), "--expansion-search", "2", "--target-recall", "1"]) == 0
+    err = capsys.readouterr().err
+    meta = DenseIndex.load(tmp_path / "i").meta
+    assert meta.check_recall == 1.0 and meta.target_recall == 1.0
+    assert f"at ef {meta.expansion_search}" in err and "target recall 1: reached;" in err
+    assert cli.main([*base, "--target-recall", "0.9", "--check-sample", "0"]) == 2
+    assert "--target-recall needs the recall check: expected --check-sample >= 1, got 0" in capsys.readouterr().err
+    for bad in ("1.5", "0", "x"):  # argparse: usage error, exit 2
+        with pytest.raises(SystemExit) as e:
+            cli.main([*base, "--target-recall", bad])
+        assert e.value.code == 2 and f"expected a number in (0, 1], got '{bad}'" in capsys.readouterr().err

@@ -67,9 +67,12 @@ CHECK_K = 10
 #: (ef) raised from usearch's 64 to 256: on 384-d data of intrinsic dimension 32 (benches/bench_index.py)
 #: recall@10 is 0.84 / 0.95 / 0.99 at ef 64 / 128 / 256 for 100k passages (0.89 / 0.97 at ef 128 / 256
 #: for 300k); search time grows about linearly with ef. The build-time check reports the recall reached.
+#: At 1M (f16) ef 256 reaches only 0.94 and ef 512 0.986: ``target_recall`` raises ef until the check meets it.
 DEFAULT_CONNECTIVITY = 16
 DEFAULT_EXPANSION_ADD = 128
 DEFAULT_EXPANSION_SEARCH = 256
+#: The largest ef that ``target_recall`` tuning tries (doubling from the ef asked for).
+MAX_TUNED_EF = 4096
 
 
 class RetrieverMismatchError(ValueError):
@@ -104,6 +107,8 @@ class IndexMeta:
     check_recall: float | None = None  # ANN recall@check_k vs exact float32 search (None: not measured)
     check_queries: int = 0  # queries in the check
     check_source: str = ""  # "queries" (given query embeddings) or "passages" (sampled passage embeddings)
+    target_recall: float | None = None  # ef was raised (doubled) at build time until check_recall reached this
+    tuned_from: int | None = None  # the ef asked for, when target_recall raised it to expansion_search
     encode_seconds: float = 0.0  # time to encode the corpus
     build_seconds: float = 0.0  # time to add all vectors to the HNSW graph
     intdistill_version: str = ""
@@ -191,6 +196,7 @@ class DenseIndex:
         check_sample: int = 1000,
         check_queries: np.ndarray | None = None,
         seed: int = 0,
+        target_recall: float | None = None,
         passage_text: Callable[[Passage], str] = Passage.full_text,
         cache_dir: str | os.PathLike | None = None,
     ) -> "DenseIndex":
@@ -199,7 +205,8 @@ class DenseIndex:
         ``metric=None`` follows the retriever's own score: ``"cos"`` when it normalises, else ``"ip"``.
         A corpus loaded from a file (``intdistill.data.load_corpus``: its ``source``) is recorded as ``corpus_path``.
         ``check_queries``: query embeddings ``(nq, dim)`` for the recall check (else passages are sampled);
-        ``check_sample=0`` skips the check. Raises ``ValueError`` on an empty corpus.
+        ``check_sample=0`` skips the check; ``target_recall`` (see :meth:`from_embeddings`) needs it. Raises
+        ``ValueError`` on an empty corpus.
         """
         from intdistill.candidates import encode_corpus
 
@@ -219,7 +226,7 @@ class DenseIndex:
         index = cls.from_embeddings(
             emb, list(corpus), metric=metric, dtype=dtype, connectivity=connectivity, expansion_add=expansion_add,
             expansion_search=expansion_search, progress=progress, check_sample=check_sample,
-            check_queries=check_queries, seed=seed,
+            check_queries=check_queries, seed=seed, target_recall=target_recall,
         )
         index.meta = index._replace_meta(
             retriever_name=name, retriever_path=path, retriever_fingerprint=retriever.fingerprint(),
@@ -243,8 +250,13 @@ class DenseIndex:
         check_sample: int = 1000,
         check_queries: np.ndarray | None = None,
         seed: int = 0,
+        target_recall: float | None = None,
     ) -> "DenseIndex":
-        """Index ``embeddings (n, dim)`` under ``docids`` (row i is ``docids[i]``); no retriever recorded."""
+        """Index ``embeddings (n, dim)`` under ``docids`` (row i is ``docids[i]``); no retriever recorded.
+
+        ``target_recall``: after the build-time check, double the search breadth (ef, up to
+        ``MAX_TUNED_EF``) until the check's recall@10 reaches it; the ef found is saved with the index. A
+        target still missed at the cap is logged as a warning (raise ``expansion_add``/``connectivity``)."""
         from intdistill import __version__
 
         ui = _usearch()
@@ -257,6 +269,12 @@ class DenseIndex:
         expansion_add = _check_int("expansion_add", expansion_add, 1)
         expansion_search = _check_int("expansion_search", expansion_search, 1)
         check_sample = _check_int("check_sample", check_sample, 0)
+        if target_recall is not None:
+            if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) \
+                    or not 0 < target_recall <= 1:
+                raise ValueError(f"target_recall: expected a number in (0, 1], got {target_recall!r}")
+            if not check_sample:
+                raise ValueError("target_recall needs the recall check: expected check_sample >= 1, got 0")
         docids = [str(d) for d in docids]
         emb = np.ascontiguousarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[1] == 0:
@@ -293,11 +311,33 @@ class DenseIndex:
             if len(queries):
                 rng = np.random.default_rng(seed)
                 rows = np.sort(rng.choice(len(queries), size=min(check_sample, len(queries)), replace=False))
-                recall = out.recall(queries[rows], emb, meta.check_k)
+                from intdistill.candidates import exact_search
+                from intdistill.evaluate import ann_recall
+
+                sample = queries[rows]
+                exact_ids, _ = exact_search(sample, emb, meta.check_k, metric=metric)
+
+                def measure() -> float:
+                    return ann_recall(out.search_ids(sample, meta.check_k)[0], exact_ids, meta.check_k)
+
+                recall = measure()
+                logger.info("index of %d passages: recall@%d %.4f vs exact on %d %s at ef %d", n, meta.check_k,
+                            recall, len(rows), source, out.expansion_search)
+                tuned = {}
+                if target_recall is not None:
+                    while recall < target_recall and out.expansion_search < MAX_TUNED_EF:
+                        out.expansion_search = min(2 * out.expansion_search, MAX_TUNED_EF)
+                        recall = measure()
+                        logger.info("target recall %.3f: ef %d gives %.4f", target_recall, out.expansion_search,
+                                    recall)
+                    if recall < target_recall:
+                        logger.warning("target recall@%d %.3f not reached: %.4f at the largest ef %d; a denser "
+                                       "graph (expansion_add, connectivity) is needed", meta.check_k, target_recall,
+                                       recall, out.expansion_search)
+                    tuned = {"target_recall": float(target_recall), "expansion_search": out.expansion_search,
+                             "tuned_from": expansion_search if out.expansion_search != expansion_search else None}
                 out.meta = out._replace_meta(check_recall=round(recall, 6), check_queries=len(rows),
-                                             check_source=source)
-                logger.info("index of %d passages: recall@%d %.4f vs exact on %d %s", n, meta.check_k, recall,
-                            len(rows), source)
+                                             check_source=source, **tuned)
         return out
 
     def recall(self, query_emb: np.ndarray, passage_emb: np.ndarray, k: int = CHECK_K) -> float:

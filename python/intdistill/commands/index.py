@@ -37,7 +37,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-sample", type=non_negative_int, default=1000,
                         help="queries (or passages) in the recall check; 0 skips it (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the recall-check sample (default 0)")
+    parser.add_argument("--target-recall", type=_unit_interval, default=None, metavar="R",
+                        help="double --expansion-search (up to 4096) until the recall check reaches R, e.g. 0.98; "
+                             "the ef found is saved with the index (large indexes need more than the default)")
     add_encoding_args(parser)
+
+
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     queries = data.load_queries(args.queries) if args.queries is not None else None
     if queries is not None and not queries:
         raise data.DataError(args.queries, None, "expected at least one query for the recall check, got none")
+    if args.target_recall is not None and not args.check_sample:
+        raise data.DataError(None, None, "--target-recall needs the recall check: expected --check-sample >= 1, got 0")
     if args.dtype == "i8" and args.metric == "ip":
         raise data.DataError(None, None, "--dtype i8 needs --metric cos (usearch's int8 inner product is not in "
                                          "the embeddings' units)")
@@ -71,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         retriever, corpus, metric=args.metric, dtype=args.dtype, connectivity=args.connectivity,
         expansion_add=args.expansion_add, expansion_search=args.expansion_search, batch_size=args.batch_size,
         progress=True, check_sample=args.check_sample, check_queries=check_queries, seed=args.seed,
-        cache_dir=args.cache_dir,
+        cache_dir=args.cache_dir, target_recall=args.target_recall,
     )
     out = index.save(args.out)
     t2 = time.perf_counter()
@@ -83,8 +98,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"time: load {t1 - t0:.1f}s, encode {m.encode_seconds:.1f}s, build {m.build_seconds:.1f}s, "
           f"total {t2 - t0:.1f}s", file=sys.stderr)
     if m.check_recall is not None:
-        print(f"recall@{m.check_k} vs exact search: {m.check_recall:.4f} on {m.check_queries} sampled {m.check_source}",
-              file=sys.stderr)
+        print(f"recall@{m.check_k} vs exact search: {m.check_recall:.4f} on {m.check_queries} sampled {m.check_source} "
+              f"at ef {m.expansion_search}", file=sys.stderr)
+        if m.target_recall is not None:
+            how = (f"ef raised from {m.tuned_from} to {m.expansion_search}" if m.tuned_from is not None
+                   else f"met at ef {m.expansion_search}")
+            met = "reached" if m.check_recall >= m.target_recall else "NOT reached (denser graph needed)"
+            print(f"target recall {m.target_recall:g}: {met}; {how}", file=sys.stderr)
     else:
         print("recall check skipped (--check-sample 0)", file=sys.stderr)
     return 0

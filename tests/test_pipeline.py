@@ -281,6 +281,8 @@ sizes = [4, 8]
     assert set(check["reports"]) == {"llm", "gold-first"} and check["reports"]["llm"]["lists"] == 2
     assert check["reports"]["llm"]["report"]["subject"] == "ranker" and check["decision"] != "stop"
     assert "ranker check (llm, 2 held-out lists)" in out and "only 2 held-out lists, too few" in err
+    # output the pipeline reads (label-report and evaluate JSON, rag's score lines) is not echoed to stdout
+    assert '"position_counts"' not in out and '"baseline"' not in out and not out.startswith("EM ")
     ev = json.loads((work / "evaluate.json").read_text())
     assert set(ev["means"]) == {"base", "llm", "gold-first"} and ev["measures"] == ["Acc@1", "Acc@5", "Acc@20"]
     rag = json.loads((work / "rag.json").read_text())

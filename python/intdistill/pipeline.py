@@ -341,12 +341,17 @@ class Pipeline:
             print(text, file=sys.stderr, flush=True)
 
     def cmd(self, stage: str, argv: list[str], *, capture: bool = False) -> str:
-        """Run one ``intdistill`` command for ``stage``; record it; raise on a non-zero exit."""
+        """Run one ``intdistill`` command for ``stage``; record it; raise on a non-zero exit. Its stdout is
+        returned; with ``capture`` the pipeline reads it (JSON, score lines) and it is not echoed, else it is
+        echoed to stdout."""
         argv = [str(a) for a in argv]
         self.manifest["stages"].setdefault(stage, {}).setdefault("commands", []).append(argv)
         self._save_manifest()
         self.say(f"$ intdistill {' '.join(argv)}")
         code, out = self.run_command(argv)
+        if out and (not capture or code != 0):
+            sys.stdout.write(out)
+            sys.stdout.flush()
         if code == 3:
             raise GateStopped(f"stage {stage}: `intdistill {argv[0]}` stopped (budget); rerun to go on")
         if code != 0:
@@ -577,9 +582,11 @@ class Pipeline:
                          "distilling it is unlikely to improve the retriever")
         if worse:
             banner = "!" * 78
-            self.say("\n".join([banner, f"RANKER CHECK: the {' and the '.join(worse)} ranker re-ranks held-out lists "
-                                        "WORSE than the first stage. Distilling it is likely to make the retriever "
-                                        "worse.", banner]))
+            who = (f"the {worse[0]} ranker re-ranks" if len(worse) == 1 else
+                   f"the {' and the '.join(worse)} rankers re-rank")
+            them = "it" if len(worse) == 1 else "them"
+            self.say("\n".join([banner, f"RANKER CHECK: {who} held-out lists WORSE than the first stage. Distilling "
+                                        f"{them} is likely to make the retriever worse.", banner]))
         if "llm" in worse:
             result["decision"] = "go on (allowed weak teacher)" if self.allow_weak else "stop"
         _atomic_json(self.p("ranker-check.json"), result)
@@ -744,7 +751,7 @@ def _parse_scores(text: str) -> dict[str, float | int | None]:
 
 
 def _run_cli(argv: list[str]) -> tuple[int, str]:
-    """Run ``intdistill ARGV`` in this process; stdout is captured and echoed; SystemExit from argparse
+    """Run ``intdistill ARGV`` in this process and return ``(exit code, its stdout)``; SystemExit from argparse
     (a bad option in the configuration) becomes its exit code."""
     from intdistill import cli
 
@@ -754,8 +761,4 @@ def _run_cli(argv: list[str]) -> tuple[int, str]:
             code = cli.main(argv)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 2
-    out = buf.getvalue()
-    if out:
-        sys.stdout.write(out)
-        sys.stdout.flush()
-    return code, out
+    return code, buf.getvalue()

@@ -74,6 +74,25 @@ def test_exact_search_matches_brute_force(nq, n_pass, d, data_, metric, batch, p
     assert (np.diff(scores, axis=1) <= 0).all()
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    nq=st.integers(1, 5), n_pass=st.integers(1, 30), d=st.integers(1, 5), data_=st.data(),
+    metric=st.sampled_from(["cos", "ip"]), dtype=st.sampled_from(["float16", "int8"]),
+    passage_block=st.sampled_from([None, 1, 4]), seed=st.integers(0, 2**31),
+)
+def test_exact_search_compact_passages_equal_their_float32(nq, n_pass, d, data_, metric, dtype, passage_block, seed):
+    """float16 / int8 passages (an index's stored vectors, converted tile by tile) give exactly the result of
+    the same values given as float32."""
+    k = data_.draw(st.integers(1, n_pass))
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((nq, d)).astype(np.float32)
+    p = (rng.standard_normal((n_pass, d)) * 3).astype(dtype)
+    got = exact_search(q, p, k, metric=metric, passage_block=passage_block)
+    want = exact_search(q, p.astype(np.float32), k, metric=metric, passage_block=passage_block)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
 def test_exact_search_hand_example():
     q = np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32)
     p = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.0]], dtype=np.float32)

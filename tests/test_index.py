@@ -419,3 +419,68 @@ def test_cli_index_target_recall(tiny_bert_dir, files, tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             cli.main([*base, "--target-recall", bad])
         assert e.value.code == 2 and f"expected a number in (0, 1], got '{bad}'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- exact search
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16", "bf16", "i8"])
+def test_exact_search_over_stored_vectors_matches_usearch_exhaustive(dtype, tmp_path):
+    """search_ids(exact=True) scores the stored (quantised) vectors with exact_search; the peer is usearch's
+    own exhaustive search over the same index: same ids, same scores; a memory-mapped copy answers the same."""
+    from intdistill.index import _prepare
+
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((600, 16)).astype(np.float32)
+    q = rng.standard_normal((25, 16)).astype(np.float32)
+    idx = DenseIndex.from_embeddings(emb, [f"d{i}" for i in range(600)], dtype=dtype, check_sample=0)
+    ids, scores = idx.search_ids(q, 10, exact=True)
+    peer = idx.usearch_index.search(_prepare(q, idx.metric, idx.meta.usearch_metric), 10, exact=True)
+    if dtype == "f32":
+        np.testing.assert_array_equal(ids, peer.keys.astype(np.int64))
+        np.testing.assert_allclose(scores, 1.0 - peer.distances, atol=1e-5)
+    else:  # usearch's quantised kernels round differently: near-ties may swap, scores agree to the storage's step
+        assert ann_recall(ids, peer.keys.astype(np.int64), 10) >= 0.95
+        np.testing.assert_allclose(scores, 1.0 - peer.distances, atol={"f16": 1e-3, "bf16": 5e-3, "i8": 2e-2}[dtype])
+    # each score is the exact similarity of the unit query to the stored vector: the inner product with the
+    # stored (rounded) unit rows for float storage, the cosine with usearch's scaled int8 values for i8
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    sv = idx.stored_vectors().astype(np.float32)
+    if dtype == "i8":
+        sv /= np.linalg.norm(sv, axis=1, keepdims=True)
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", qn, sv[ids]), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    # the stored vectors come back in docid order: for f32, the unit rows that were indexed
+    stored = idx.stored_vectors()
+    assert stored.shape == emb.shape and stored.dtype == {"f32": np.float32, "f16": np.float16,
+                                                          "bf16": np.float32, "i8": np.int8}[dtype]
+    if dtype == "f32":
+        np.testing.assert_allclose(stored, emb / np.linalg.norm(emb, axis=1, keepdims=True), atol=1e-6)
+    view = DenseIndex.load(idx.save(tmp_path / dtype), mmap=True)
+    v_ids, v_scores = view.search_ids(q, 10, exact=True)
+    np.testing.assert_array_equal(v_ids, ids)
+    np.testing.assert_array_equal(v_scores, scores)
+
+
+def test_rows_hnsw_answers_short_are_searched_exactly(monkeypatch, caplog):
+    rng = np.random.default_rng(2)
+    emb = rng.standard_normal((300, 8)).astype(np.float32)
+    q = rng.standard_normal((6, 8)).astype(np.float32)
+    idx = DenseIndex.from_embeddings(emb, [str(i) for i in range(300)], check_sample=0)
+    want = idx.search_ids(q, 5, exact=True)
+    real = DenseIndex._search
+
+    def short(self, qq, k):  # rows 1 and 4 come back with 2 of 5 hits, as from a poorly connected graph
+        keys, dist, counts = real(self, qq, k)
+        counts = counts.copy()
+        counts[[1, 4]] = 2
+        keys, dist = keys.copy(), dist.copy()
+        keys[[1, 4], 2:], dist[[1, 4], 2:] = 0, np.nan
+        return keys, dist, counts
+
+    monkeypatch.setattr(DenseIndex, "_search", short)
+    with caplog.at_level(logging.WARNING, logger="intdistill.index"):
+        ids, scores = idx.search_ids(q, 5)
+    assert "fewer than k=5 hits for 2 of 6 queries: searched those exactly" in caplog.text
+    np.testing.assert_array_equal(ids[[1, 4]], want[0][[1, 4]])
+    np.testing.assert_allclose(scores, want[1], atol=1e-6)

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 METRICS = ("cos", "ip")
 #: Score-block budget of :func:`exact_search` when ``batch`` is not given (bytes of float32 scores).
 BLOCK_BYTES = 64 << 20
+_COMPACT = (np.dtype(np.float16), np.dtype(np.int8))
 #: Queries per block of :func:`exact_search` by default (the passages are tiled to fit BLOCK_BYTES).
 MAX_QUERY_BLOCK = 256
 
@@ -52,7 +53,9 @@ def exact_search(
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
     q = np.asarray(query_emb, dtype=np.float32)
-    p = np.asarray(passage_emb, dtype=np.float32)
+    p = np.asarray(passage_emb)
+    if p.dtype not in _COMPACT:  # float16 / int8 passages (an index's stored vectors) become float32 per tile
+        p = p.astype(np.float32, copy=False)
     if q.ndim != 2 or p.ndim != 2:
         raise ValueError(f"expected 2-D embeddings, got query shape {q.shape} and passage shape {p.shape}")
     if q.shape[1] != p.shape[1]:
@@ -72,12 +75,20 @@ def exact_search(
         passage_block = max(1, BLOCK_BYTES // (4 * batch))
     passage_block = min(passage_block, n_pass)
     for what, arr in (("query_emb", q), ("passage_emb", p)):
-        if not np.isfinite(arr).all():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             bad = np.argwhere(~np.isfinite(arr))[0]
             raise ValueError(f"{what}: expected finite values, got {arr[tuple(bad)]} at row {bad[0]}")
-    if metric == "cos":
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), np.float32(1e-12))
-        p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), np.float32(1e-12))
+
+    def ready(x: np.ndarray) -> np.ndarray:  # float32, unit rows for cos
+        x = x.astype(np.float32, copy=False)
+        if metric == "cos":
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
+        return x
+
+    q = ready(q)
+    prepared = passage_block >= n_pass or p.dtype == np.float32
+    if prepared:  # once (a copy only for cos); compact passages are converted tile by tile instead
+        p = ready(p)
     nq = q.shape[0]
     ids = np.empty((nq, k), dtype=np.int64)
     scores = np.empty((nq, k), dtype=np.float32)
@@ -94,7 +105,8 @@ def exact_search(
             continue
         cand_ids, cand_vals = [], []
         for p0 in range(0, n_pass, passage_block):
-            tile = qb @ p[p0 : p0 + passage_block].T  # (b, pb)
+            block = p[p0 : p0 + passage_block]
+            tile = qb @ (block if prepared else ready(block)).T  # (b, pb)
             best = topk(tile, min(k, tile.shape[1]))
             cand_ids.append(best.idx + p0)
             cand_vals.append(best.vals)

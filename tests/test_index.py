@@ -484,3 +484,17 @@ def test_rows_hnsw_answers_short_are_searched_exactly(monkeypatch, caplog):
     assert "fewer than k=5 hits for 2 of 6 queries: searched those exactly" in caplog.text
     np.testing.assert_array_equal(ids[[1, 4]], want[0][[1, 4]])
     np.testing.assert_allclose(scores, want[1], atol=1e-6)
+
+
+def test_small_builds_are_single_threaded_reachable_and_reproducible():
+    """Up to SINGLE_THREAD_BUILD_MAX passages the graph is built on one thread: every passage searched with its
+    own vector finds itself (multi-threaded usearch builds can leave nodes unreachable), and two builds of the
+    same vectors answer identically even at a tiny ef."""
+    emb = _hard(3000, 32, seed=11)
+    ids = [str(i) for i in range(len(emb))]
+    a = DenseIndex.from_embeddings(emb, ids, check_sample=0)
+    np.testing.assert_array_equal(a.search_ids(emb, 1)[0][:, 0], np.arange(len(emb)))
+    b1 = DenseIndex.from_embeddings(emb, ids, expansion_search=8, check_sample=0)
+    b2 = DenseIndex.from_embeddings(emb, ids, expansion_search=8, check_sample=0)
+    q = _hard(200, 32, seed=12)
+    np.testing.assert_array_equal(b1.search_ids(q, 10)[0], b2.search_ids(q, 10)[0])

@@ -148,7 +148,7 @@ def main() -> None:
                 (ids, _), t = timed(idx.search_ids, q, args.k, exact=True)
                 add((f"DenseIndex exact=True ({dtype} stored)", "-", t_build, len(q) / t,
                              ann_recall(ids, exact_ids, args.k)))
-                (_, ids), t = timed(lambda: (None, idx.usearch_index.search(q, args.k, exact=True).keys))
+                ids, t = timed(lambda: idx.usearch_index.search(q, args.k, exact=True).keys)
                 add((f"usearch's own exact=True ({dtype})", "-", t_build, len(q) / t,
                              ann_recall(ids.astype(np.int64), exact_ids, args.k)))
             for ef in args.ef:

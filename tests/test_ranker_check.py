@@ -54,6 +54,12 @@ def test_label_report_ranker_cli_matches_the_python_api(tmp_path, tiny_bert_dir,
     labels = ranker_labels(ranker, {q: (queries[q].text, c.docids) for q, c in cands.items()}, corpus)
     rep = teacher_report(labels, queries=queries, corpus=corpus, subject="ranker")
     assert rep.first_stage == got["first_stage"] and rep.n_judged == got["n_judged"]
+    # a label file works as --candidates too: its candidates in first-stage order
+    rows = [{"qid": q, "cands": list(c.docids), "output": "[1] > [2]", "model": "m"} for q, c in cands.items()]
+    dump_jsonl(rows, tmp_path / "labels.jsonl")
+    assert cli.main([*argv[:3], "--candidates", str(tmp_path / "labels.jsonl"), *argv[5:], "--format", "json"]) == 0
+    from_labels = json.loads(capsys.readouterr().out)
+    assert from_labels["n_labels"] == 6 and from_labels["first_stage"] == got["first_stage"]
     assert cli.main([*argv, "--plot", str(tmp_path / "pos.png")]) == 0
     out = capsys.readouterr().out
     assert "first stage    ranker" in out and "verdict: " in out and "calls repaired" not in out

@@ -496,13 +496,12 @@ def ranker_labels(
         missing = [d for d in cands if d not in corpus]
         if missing:
             raise DataError(None, None, f"query {q!r} names candidate {missing[0]!r}, not in the corpus")
-    pairs = [(text, corpus[d].full_text()) for text, cands in lists.values() for d in cands]
-    scores = ranker.score_pairs(pairs, batch_size=batch_size, progress=progress)
-    out, i = {}, 0
+    from intdistill.train.ranker import score_lists
+
+    scores = score_lists(ranker, lists, corpus, batch_size=batch_size, progress=progress)
+    out = {}
     for q, (_, cands) in lists.items():
-        s = np.asarray(scores[i : i + len(cands)], dtype=np.float64)
-        i += len(cands)
-        perm = tuple(int(j) for j in np.argsort(-s, kind="stable"))
+        perm = tuple(int(j) for j in np.argsort(-np.asarray(scores[q], dtype=np.float64), kind="stable"))
         out[q] = Label(qid=q, cands=tuple(cands), permutation=perm, outputs=(), model=getattr(ranker, "name", ""),
                        template="ranker", prompt_hash="")
     return out

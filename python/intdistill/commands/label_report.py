@@ -18,7 +18,8 @@ import sys
 def configure(p) -> None:
     p.add_argument("--labels", help="labels JSONL (intdistill's or the shared raw-output format)")
     p.add_argument("--ranker", help="instead of --labels: a trained ranker directory (or hub name) to judge")
-    p.add_argument("--candidates", help="with --ranker: the candidate lists it re-ranks (from `intdistill candidates`)")
+    p.add_argument("--candidates", help="with --ranker: the candidate lists it re-ranks (from `intdistill candidates`, or a "
+                                          "label file: its candidates in first-stage order)")
     p.add_argument("--qrels", help="qrels (TREC or BEIR TSV) to judge by")
     p.add_argument("--queries", help="queries with answers (SQuAD JSON or JSONL with 'answers'), with --corpus; "
                                      "with --ranker, also the query texts when the candidates hold none")
@@ -33,21 +34,15 @@ def configure(p) -> None:
 
 
 def _ranker_labels(args, queries, corpus):
-    from intdistill.candidates import Candidates
+    from intdistill.commands.common import read_lists, with_query_texts
     from intdistill.data import DataError
     from intdistill.labels import ranker_labels
     from intdistill.models import Ranker
 
-    cands = Candidates.load(args.candidates)
-    if not cands:
+    lists = read_lists(args.candidates)[0]
+    if not lists:
         raise DataError(args.candidates, None, "expected at least one candidate list, got none")
-    lists = {}
-    for q, c in cands.items():
-        text = queries[q].text if queries is not None and q in queries else c.query
-        if not text:
-            hint = "it is not in the --queries file" if queries is not None else "give --queries"
-            raise DataError(args.candidates, None, f"query {q!r} has no query text ({hint})")
-        lists[q] = (text, c.docids)
+    lists = with_query_texts(lists, queries, args.candidates, "candidate list")
     try:
         ranker = Ranker.load(args.ranker, max_length=args.max_length, device=args.device)
     except (OSError, ValueError) as e:

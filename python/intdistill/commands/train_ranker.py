@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from intdistill.commands.common import positive_int
+from intdistill.commands.common import positive_int, read_lists, with_query_texts
 
 
 def add_train_args(parser: argparse.ArgumentParser, *, lr: float = 2e-5, epochs: int = 3) -> None:
@@ -92,37 +92,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_train_args(parser)
 
 
-def _read_lists(path: str):
-    """``qid -> (query text, cands)`` and ``qid -> permutation`` (None for a candidates file) from a label
-    or candidates JSONL: a line with ``scores`` is a candidates file, one with ``permutation``/``output`` labels."""
-    from intdistill.data import iter_jsonl
-
-    first = next((obj for _, obj in iter_jsonl(path)), None)
-    if first is not None and "scores" in first and "permutation" not in first and "output" not in first:
-        from intdistill.candidates import Candidates
-
-        cands = Candidates.load(path)
-        return {q: (c.query, c.docids) for q, c in cands.items()}, None
-    from intdistill.labels import load_labels
-
-    labels = load_labels(path)
-    return {q: ("", lab.cands) for q, lab in labels.items()}, {q: lab.permutation for q, lab in labels.items()}
-
-
-def _with_texts(lists, queries, path, what):
-    from intdistill.data import DataError
-
-    out = {}
-    for q, (text, cands) in lists.items():
-        if queries is not None and q in queries:
-            text = queries[q].text
-        if not text:
-            hint = "it is not in the --queries file" if queries is not None else "give --queries"
-            raise DataError(path, None, f"{what} query {q!r} has no query text ({hint})")
-        out[q] = (text, cands)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from intdistill import data
     from intdistill.data import DataError
@@ -141,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     corpus = data.load_corpus(args.corpus)
     queries = data.load_queries(args.queries) if args.queries else None
     qrels = data.load_qrels(args.qrels) if args.qrels else None
-    raw, perms = _read_lists(source_path)
+    raw, perms = read_lists(source_path)
     if args.labels and perms is None:
         raise DataError(args.labels, None, "expected a label file (lines with 'permutation' or 'output'), "
                                            "got a candidates file: pass it as --candidates")
@@ -149,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(source_path, None, "--label-source llm needs LLM labels, got a candidates file")
     if args.max_queries is not None:
         raw = dict(list(raw.items())[: args.max_queries])
-    raw = _with_texts(raw, queries, source_path, "training")
+    raw = with_query_texts(raw, queries, source_path, "training")
     lists, report = build_lists(
         args.label_source, {q: c for q, (_, c) in raw.items()}, corpus, {q: t for q, (t, _) in raw.items()},
         permutations=perms, qrels=qrels, queries=queries, seed=args.seed, where=source_path,
@@ -162,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
         dev_queries = data.load_queries(args.dev_queries) if args.dev_queries else None
         dev_qrels = data.load_qrels(args.dev_qrels) if args.dev_qrels else None
-        dev_lists = _with_texts(_read_lists(args.dev_candidates)[0], dev_queries, args.dev_candidates, "dev")
+        dev_lists = with_query_texts(read_lists(args.dev_candidates)[0], dev_queries, args.dev_candidates, "dev")
         try:
             dev = rerank_dev(dev_lists, corpus, qrels=dev_qrels, queries=dev_queries, metric=args.metric,
                              where=args.dev_candidates)

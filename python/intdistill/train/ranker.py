@@ -98,6 +98,21 @@ def rerank_dev(
     return RerankDev(kept, measures, qrels, queries)
 
 
+def score_lists(
+    ranker, lists: Mapping[str, tuple[str, Sequence[str]]], corpus: Mapping[str, Passage], *,
+    batch_size: int = 64, progress: bool = False,
+) -> dict[str, list[float]]:
+    """``ranker``'s logits of every candidate of ``lists`` (``qid -> (query text, candidate ids)``), as
+    ``qid -> scores in candidate order``; the ranker sees ``passage.full_text()``, as in training."""
+    pairs = [(text, corpus[d].full_text()) for text, cands in lists.values() for d in cands]
+    flat = ranker.score_pairs(pairs, batch_size=batch_size, progress=progress)
+    out, i = {}, 0
+    for q, (_, cands) in lists.items():
+        out[q] = flat[i : i + len(cands)].tolist()
+        i += len(cands)
+    return out
+
+
 class RankerStage(Stage):
     """Stage 1 for :func:`intdistill.train.loop.train`: ListMLE of ``ranker`` on ``lists``."""
 
@@ -163,13 +178,7 @@ class RankerStage(Stage):
 
     def score_lists(self, lists: Mapping[str, tuple[str, Sequence[str]]]) -> dict[str, list[float]]:
         """Ranker logits of every candidate, ``qid -> scores in candidate order`` (no gradient)."""
-        pairs = [(text, self.corpus[d].full_text()) for text, cands in lists.values() for d in cands]
-        flat = self.model.score_pairs(pairs, batch_size=self.score_batch_size, progress=self.progress)
-        out, i = {}, 0
-        for q, (_, cands) in lists.items():
-            out[q] = flat[i : i + len(cands)].tolist()
-            i += len(cands)
-        return out
+        return score_lists(self.model, lists, self.corpus, batch_size=self.score_batch_size, progress=self.progress)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(json.dumps([self.model.name, self.model.max_length]).encode())

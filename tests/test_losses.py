@@ -34,11 +34,11 @@ def bt(rows):
 # Pure-Python references (loops over plain floats, no torch)
 
 
-def ref_listmle_row(scores, perm, mask):
-    """-Σ_i [s_π(i) - log Σ_{j≥i} exp s_π(j)] over the real slots of perm, in order."""
+def ref_listmle_row(scores, perm, mask, top_k=None):
+    """-Σ_i [s_π(i) - log Σ_{j≥i} exp s_π(j)] over the real slots of perm, in order (the first top_k)."""
     order = [c for c in perm if c >= 0 and mask[c]]
     total = 0.0
-    for i in range(len(order)):
+    for i in range(len(order) if top_k is None else min(top_k, len(order))):
         tail = [scores[c] for c in order[i:]]
         top = max(tail)
         total -= scores[order[i]] - (top + math.log(sum(math.exp(x - top) for x in tail)))
@@ -163,6 +163,54 @@ def test_listmle_hand_padded_and_reductions():
     assert none[1].item() == pytest.approx(LISTMLE_PERMUTED, abs=1e-6)
     assert listmle(scores, perm, mask, reduction="sum").item() == pytest.approx(12.103632 + LISTMLE_PERMUTED, abs=1e-5)
     assert listmle(scores, perm, mask).item() == pytest.approx((12.103632 + LISTMLE_PERMUTED) / 2, abs=1e-5)
+
+
+# Top-k ListMLE, same scores [2, 1, 0]:
+#   π = identity, k = 1: only i=0 counts → 2.407606 - 2 = 0.407606; k = 2 → 0.720868 (the full value: the
+#   last term is 0); k = 0 → 0.
+#   π = (1, 2, 0), k = 1 → 1.407606.
+LISTMLE_TOP1_IDENTITY = 0.407606
+
+
+def test_listmle_top_k_hand():
+    s = t64([[2.0, 1.0, 0.0], [2.0, 1.0, 0.0], [2.0, 1.0, 0.0], [2.0, 1.0, 0.0], [2.0, 1.0, 0.0]])
+    perm = lt([[0, 1, 2], [0, 1, 2], [0, 1, 2], [1, 2, 0], [0, 1, 2]])
+    got = listmle(s, perm, top_k=lt([1, 2, 0, 1, 9]), reduction="none").tolist()
+    assert got == pytest.approx([LISTMLE_TOP1_IDENTITY, LISTMLE_IDENTITY, 0.0, 1.407606, LISTMLE_IDENTITY], abs=1e-6)
+    assert got[0] == pytest.approx(math.log(E**2 + E + 1) - 2, rel=1e-12)
+
+
+def test_listmle_top_k_counts_real_slots_only():
+    # padding slot (-1) before the first real one: k = 1 still means the first REAL slot (candidate 1)
+    scores = t64([[2.0, 1.0, 0.0, float("nan")]])
+    mask = bt([[True, True, True, False]])
+    got = listmle(scores, lt([[-1, 1, 2, 0]]), mask, top_k=lt([1]))
+    assert got.item() == pytest.approx(1.407606, abs=1e-6)
+
+
+def test_listmle_top_k_gradient_still_reaches_the_rest():
+    # the rest is in the denominator: its scores get gradient though their own order is not learned
+    s = t64([[2.0, 1.0, 0.0]]).requires_grad_(True)
+    listmle(s, lt([[0, 1, 2]]), top_k=lt([1])).backward()
+    p = torch.softmax(s.detach()[0], 0)
+    assert s.grad[0].tolist() == pytest.approx([p[0].item() - 1, p[1].item(), p[2].item()], abs=1e-12)
+
+
+def test_listmle_top_k_bad_input():
+    s, perm = t64([[2.0, 1.0]]), lt([[0, 1]])
+    for bad, msg in ((lt([1, 1]), "shape"), (torch.tensor([1.0]), "integer"), (lt([-1]), ">= 0"), ([1], "Tensor")):
+        with pytest.raises(ValueError, match=msg):
+            listmle(s, perm, top_k=bad)
+
+
+@SETTINGS
+@given(ranked_batches(), st.lists(st.integers(0, 9), min_size=4, max_size=4))
+def test_listmle_top_k_matches_python_reference(batch, ks):
+    scores, perm, mask = batch
+    top = lt(ks[: scores.shape[0]])
+    got = listmle(scores, perm, mask, top_k=top, reduction="none")
+    want = [ref_listmle_row(s, p, m, k) for s, p, m, k in zip(scores.tolist(), perm.tolist(), mask.tolist(), ks)]
+    assert got.tolist() == pytest.approx(want, rel=1e-9, abs=1e-9)
 
 
 def test_listmle_not_normalised_by_length_and_empty_rows_count():

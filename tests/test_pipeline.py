@@ -254,7 +254,6 @@ max_queries = 6
 [ranker]
 epochs = 1
 batch_size = 2
-model = "{tiny_bert_dir}"
 max_length = 64
 [reference]
 gold_first = true

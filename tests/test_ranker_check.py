@@ -107,9 +107,9 @@ class ManyQueries(FakeCommands):
     """FakeCommands with 40 training lists; `label` labels the first --max-queries of them; `label-report`
     answers a canned ranker report (worse or better) and records which lists it was given."""
 
-    def __init__(self, ranker_better: bool):
+    def __init__(self, ranker_better):
         super().__init__(reverse=False)
-        self.ranker_better = ranker_better
+        self.ranker_better = ranker_better  # a bool, or {ranker directory name: bool}
         self.checked: dict[str, list[str]] = {}
 
     def __call__(self, argv):
@@ -129,7 +129,8 @@ class ManyQueries(FakeCommands):
             self.calls.append(argv)
             ranker = Path(argv[argv.index("--ranker") + 1]).name
             self.checked[ranker] = list(Candidates.load(argv[argv.index("--candidates") + 1]))
-            return 0, _report_json(self.ranker_better)
+            better = self.ranker_better
+            return 0, _report_json(better[ranker] if isinstance(better, dict) else better)
         return super().__call__(argv)
 
 
@@ -157,7 +158,8 @@ def test_ranker_check_stops_on_a_worse_llm_ranker_then_goes_on_when_allowed(tmp_
     cfg = _cfg(tmp_path, LLM + "[label]\nmax_queries = 10\n[reference]\ngold_first = true\nmax_queries = 20\n"
                              "[ranker_check]\nheld_out = 15\n")
     fake = ManyQueries(ranker_better=False)
-    with pytest.raises(GateStopped, match="ranker check: the ranker trained on the LLM's labels ranks held-out"):
+    with pytest.raises(GateStopped, match="ranker check: no trained ranker re-ranks held-out lists better than the "
+                                          "first stage, so there is nothing to distill"):
         Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False).run()
     # both rankers were judged on the same 15 lists: the last of those neither trained on (tr-25 .. tr-39)
     assert fake.checked == {"ranker": [f"tr-{i}" for i in range(25, 40)],
@@ -176,6 +178,26 @@ def test_ranker_check_stops_on_a_worse_llm_ranker_then_goes_on_when_allowed(tmp_
     report = (tmp_path / "w" / "report.md").read_text()
     assert "## Ranker check" in report and "**llm ranker**, 15 held-out lists:" in report
     assert "a ranker re-ranks held-out lists *worse*" in report
+
+
+def test_ranker_check_distils_only_the_rankers_better_than_the_first_stage(tmp_path):
+    cfg = _cfg(tmp_path, LLM + "[label]\nmax_queries = 10\n[reference]\ngold_first = true\nmax_queries = 20\n"
+                             "[ranker_check]\nheld_out = 15\n")
+    fake = ManyQueries({"ranker": False, "ranker-gold-first": True})
+    pipe = Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False)
+    pipe.run(until="index")
+    check = json.loads((tmp_path / "w" / "ranker-check.json").read_text())
+    assert check["distill"] == {"llm": False, "gold-first": True} and check["decision"] == "go on with gold-first"
+    trained = [c[c.index("--ranker") + 1] for c in fake.calls if c[0] == "train-retriever"]
+    assert trained == [str(tmp_path / "w" / "ranker-gold-first")]  # no llm retriever
+    assert list(pipe.retrievers()) == ["base", "gold-first"]
+    indexed = [c[c.index("--out") + 1] for c in fake.calls if c[0] == "index"]
+    assert indexed == [str(tmp_path / "w" / "index-base"), str(tmp_path / "w" / "index-gold-first")]
+    # forcing it afterwards trains the llm retriever: the decision is part of the later stages' keys
+    fake.calls.clear()
+    Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False, allow_weak_teacher=True).run(until="train-retriever")
+    trained = [c[c.index("--ranker") + 1] for c in fake.calls if c[0] == "train-retriever"]
+    assert trained == [str(tmp_path / "w" / "ranker"), str(tmp_path / "w" / "ranker-gold-first")]
 
 
 def test_ranker_check_passes_a_better_ranker_and_skips_without_held_out_lists(tmp_path, capsys):

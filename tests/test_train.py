@@ -145,16 +145,30 @@ def test_build_lists_sources():
     lists = {"q1": ["a", "b", "c", "d"], "q2": ["e", "f", "a"]}
     texts = {"q1": "one", "q2": "two"}
     qrels = {"q1": {"d": 1, "b": 2, "c": 0}, "q2": {"z": 1}}
-    got, rep = build_lists("gold-first", lists, corpus, texts, qrels=qrels)
+    # top "all" (the paper's plain ListMLE): every list, every place
+    got, rep = build_lists("gold-first", lists, corpus, texts, qrels=qrels, top="all")
     assert [r.permutation for r in got] == [(1, 3, 0, 2), (0, 1, 2)]
     assert (rep.n_lists, rep.n_candidates, rep.n_without_relevant, rep.judged_by) == (2, 7, 1, "qrels")
     assert got[0] == RankedList("q1", "one", ("a", "b", "c", "d"), (1, 3, 0, 2))
+    assert "learns all places" in rep.line() and "kept in first-stage order" in rep.line()
+    # top "auto" (the default): a gold-first list learns its relevant places; q2 has none, so it is left out
+    got, rep = build_lists("gold-first", lists, corpus, texts, qrels=qrels)
+    assert got == [RankedList("q1", "one", ("a", "b", "c", "d"), (1, 3, 0, 2), 2)]
+    assert (rep.n_lists, rep.n_candidates, rep.n_without_relevant, rep.n_left_out) == (1, 4, 1, 1)
+    assert "1 lists without a relevant candidate left out" in rep.line()
     # answers: candidates whose text contains an answer string
     queries = {"q1": Query("q1", "one", ("Paris",)), "q2": Query("q2", "two", ("nowhere",))}
-    got, rep = build_lists("gold-first", lists, corpus, texts, queries=queries)
+    got, rep = build_lists("gold-first", lists, corpus, texts, queries=queries, top="all")
     assert [r.permutation for r in got] == [(1, 3, 0, 2), (0, 1, 2)] and rep.judged_by == "answers"
     got, _ = build_lists("first-stage", lists, corpus, texts)
     assert [r.permutation for r in got] == [(0, 1, 2, 3), (0, 1, 2)]
+    assert [r.top for r in got] == [None, None]  # auto: every place of the other sources
+    got, _ = build_lists("first-stage", lists, corpus, texts, top="1")
+    assert [r.top for r in got] == [1, 1]
+    with pytest.raises(DataError, match="listmle top: expected 'auto', 'all' or an int >= 1, got 0"):
+        build_lists("first-stage", lists, corpus, texts, top=0)
+    with pytest.raises(DataError, match="none of the 1 lists has a relevant candidate"):
+        build_lists("gold-first", {"q2": lists["q2"]}, corpus, texts, qrels=qrels)
     got, _ = build_lists("llm", lists, corpus, texts, permutations={"q1": [3, 2, 1, 0], "q2": [2, 0, 1]})
     assert [r.permutation for r in got] == [(3, 2, 1, 0), (2, 0, 1)]
     # random: per-(seed, qid), so a query's shuffle does not depend on the other queries or max_queries
@@ -517,13 +531,14 @@ def _run_cli(argv, capsys):
 def _ranker_argv(toy, out, model, *extra):
     p = toy["paths"]
     return ["train-ranker", "--corpus", p["corpus"], "--labels", p["labels"], "--out", str(out),
-            "--model", str(model), "--max-length", "64", "--epochs", "3", "--batch-size", "4", "--lr", "2e-2",
-            "--no-progress", *extra]
+            "--kind", "cross", "--model", str(model), "--max-length", "64", "--epochs", "3", "--batch-size", "4",
+            "--lr", "2e-2", "--no-progress", *extra]
 
 
 def test_cli_bad_inputs(toy, tmp_path, tiny_ranker_dir, capsys):
     p = toy["paths"]
-    base = ["train-ranker", "--corpus", p["corpus"], "--out", str(tmp_path / "o"), "--model", str(tiny_ranker_dir)]
+    base = ["train-ranker", "--corpus", p["corpus"], "--out", str(tmp_path / "o"), "--kind", "cross",
+            "--model", str(tiny_ranker_dir)]
     code, err = _run_cli(base + ["--candidates", p["cands"]], capsys)  # default source llm
     assert code == 2 and "--label-source llm needs --labels FILE" in err
     code, err = _run_cli(base + ["--candidates", p["cands"], "--label-source", "gold-first"], capsys)
@@ -582,8 +597,8 @@ def test_cli_end_to_end_ranker_then_retriever(toy, tmp_path, tiny_bert_dir, tiny
     # gold-first from a candidates file, with the training-set-size cut, and a resume refusing changed settings
     gout = tmp_path / "gold"
     argv = ["train-ranker", "--corpus", p["corpus"], "--candidates", p["cands"], "--label-source", "gold-first",
-            "--qrels", p["qrels"], "--max-queries", "4", "--out", str(gout), "--model", str(tiny_ranker_dir),
-            "--epochs", "1", "--no-progress"]
+            "--qrels", p["qrels"], "--max-queries", "4", "--out", str(gout), "--kind", "cross",
+            "--model", str(tiny_ranker_dir), "--epochs", "1", "--no-progress"]
     code, err = _run_cli(argv, capsys)
     assert code == 0 and "label source gold-first: 4 lists" in err and "0 lists without a relevant" in err
     code, err = _run_cli(argv[:-3] + ["--epochs", "1", "--lr", "5e-4", "--no-progress"], capsys)

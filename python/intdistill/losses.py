@@ -38,6 +38,7 @@ def listmle(
     perm: Tensor,
     mask: Optional[Tensor] = None,
     *,
+    top_k: Optional[Tensor] = None,
     reduction: str = "mean",
 ) -> Tensor:
     r"""ListMLE: negative Plackett–Luce log-likelihood of the teacher's permutation.
@@ -56,6 +57,18 @@ def listmle(
     log-cumsum-exp (``torch.logcumsumexp`` on the flipped, permuted scores), which is stable for
     any score magnitude. The last term is always 0.
 
+    Top-k ListMLE (Xia, Liu, Li 2009) keeps only the first ``k`` terms of the sum: the likelihood
+    that the teacher's top ``k`` come first, in its order, whatever the order of the rest:
+
+    .. math::
+
+        L_k(s, π) = -\sum_{i=0}^{\min(k, m)-1} \Big[ s_{π(i)} - \log \sum_{j=i}^{m-1} \exp s_{π(j)} \Big]
+
+    The candidates below the top ``k`` stay in every denominator (they are what the top must beat)
+    but their own order is not learned. With gold-first labels, ``k`` = the number of relevant
+    candidates in the list: the loss then teaches "relevant above the rest" and nothing about the
+    first stage's order of the rest, which the full ListMLE spends most of its gradient on.
+
     Args:
         scores: ``(batch, n)`` floating tensor, model scores in candidate order. Real entries must
             be finite.
@@ -68,6 +81,9 @@ def listmle(
             ``scores``, not of ``perm``); True = real candidate. None means all candidates are real,
             and then ``perm[b]`` must be a permutation of ``0..n-1``. Masked candidates take part in
             no numerator and no denominator. A row with no real candidate has loss 0.
+        top_k: optional ``(batch,)`` integer tensor: row ``b`` keeps the terms of its first
+            ``top_k[b]`` real perm slots (0 = the row contributes 0; values past the row's real
+            candidates keep them all). None keeps every term (plain ListMLE).
         reduction: ``"mean"`` (default): mean over the batch of the per-list sums, as in the paper
             and in sentence-transformers' ``ListMLELoss``; rows without real candidates count in
             the denominator. ``"sum"``: sum over the batch. ``"none"``: the ``(batch,)`` per-list
@@ -85,7 +101,8 @@ def listmle(
 
     References:
         Xia, Liu, Wang, Zhang, Li. "Listwise Approach to Learning to Rank: Theory and Algorithm",
-        ICML 2008 (ListMLE). Li, Zhang, Zhang. "Intermediate Distillation", arXiv 2406.12169,
+        ICML 2008 (ListMLE). Xia, Liu, Li. "Statistical Consistency of Top-k Ranking", NeurIPS
+        2009 (top-k ListMLE). Li, Zhang, Zhang. "Intermediate Distillation", arXiv 2406.12169,
         stage 1 (ranker trained on the LLM's ranking).
     """
     _check_reduction(reduction, LISTMLE_REDUCTIONS)
@@ -126,7 +143,12 @@ def listmle(
     ranked = ranked.masked_fill(~slot_real, very_negative)  # (batch, n)
     # log Σ_{j≥i} exp(s_π(j)) for every slot i: reverse cumulative log-sum-exp.
     log_norm = torch.logcumsumexp(ranked.flip(1), dim=1).flip(1)  # (batch, n)
-    log_prob = torch.where(slot_real, ranked - log_norm, torch.zeros_like(ranked))  # (batch, n)
+    counted = slot_real
+    if top_k is not None:
+        top_k = _check_top_k(top_k, batch, scores.device)
+        rank_of_slot = torch.cumsum(slot_real.long(), dim=1) - 1  # (batch, n): i for the i-th real slot
+        counted = slot_real & (rank_of_slot < top_k[:, None])  # (batch, n)
+    log_prob = torch.where(counted, ranked - log_norm, torch.zeros_like(ranked))  # (batch, n)
     per_list = -log_prob.sum(dim=1)  # (batch,)
 
     if reduction == "mean":
@@ -257,6 +279,19 @@ def _check_same_shape(name: str, tensor: Tensor, shape: torch.Size) -> None:
         raise ValueError(f"expected {name} to be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.shape != shape:
         raise ValueError(f"expected {name} of shape {tuple(shape)}, got {tuple(tensor.shape)}")
+
+
+def _check_top_k(top_k, batch: int, device) -> Tensor:
+    if not isinstance(top_k, Tensor):
+        raise ValueError(f"expected top_k to be a torch.Tensor of shape ({batch},), got {type(top_k).__name__}")
+    if top_k.shape != (batch,):
+        raise ValueError(f"expected top_k of shape ({batch},), got {tuple(top_k.shape)}")
+    if top_k.dtype.is_floating_point or top_k.dtype.is_complex or top_k.dtype == torch.bool:
+        raise ValueError(f"expected top_k of an integer dtype (torch.long), got {top_k.dtype}")
+    if bool((top_k < 0).any()):
+        b = int((top_k < 0).nonzero()[0, 0])
+        raise ValueError(f"expected top_k >= 0, got top_k[{b}] = {int(top_k[b])}")
+    return top_k.to(device=device, dtype=torch.long)
 
 
 def _check_mask(mask: Optional[Tensor], scores: Tensor) -> Tensor:

@@ -75,6 +75,7 @@ DEFAULT_HELD_OUT = 100  # [ranker_check] held_out: training lists kept out of bo
 MIN_HELD_OUT = 20  # fewer held-out lists than this: the check runs, with a note that it can hardly tell
 DATA_KEYS = {"corpus", "train_queries", "test_queries", "train_qrels", "test_qrels"}
 MANIFEST = "manifest.json"
+RETRIEVER_DIRS = {"llm": "retriever", "gold-first": "retriever-gold-first"}  # ranker name -> its retriever's dir
 # pipeline keys of a section that are not options of the stage's command
 _OWN_KEYS = {
     "label": {"max_queries"},
@@ -289,11 +290,22 @@ class Pipeline:
         return self.cfg.section("candidates").get("retriever")
 
     def retrievers(self) -> dict[str, Path | str | None]:
-        """name -> retriever (directory or hub name; None = the bundled default) for base, llm, gold-first."""
-        out: dict[str, Path | str | None] = {"base": self.base_retriever, "llm": self.p("retriever")}
-        if self.reference:
-            out["gold-first"] = self.p("retriever-gold-first")
+        """name -> retriever (directory or hub name; None = the bundled default): base, and each distilled one
+        (llm, gold-first) that the ranker check let through (:meth:`distilled`)."""
+        out: dict[str, Path | str | None] = {"base": self.base_retriever}
+        for name in self.distilled():
+            out[name] = self.p(RETRIEVER_DIRS[name])
         return out
+
+    def distilled(self) -> list[str]:
+        """The rankers stage 2 distils: those the ranker check found better than the first stage (or could not
+        check), all of them with --allow-weak-teacher. Before the check has run: every trained ranker."""
+        names = list(self.rankers())
+        check = self.p("ranker-check.json")
+        if not check.is_file():
+            return names
+        verdicts = json.loads(check.read_text(encoding="utf-8")).get("distill", {})
+        return [n for n in names if verdicts.get(n, True) or self.allow_weak]
 
     # -------------------------------------------------------------- manifest and keys
     def _load_manifest(self) -> None:
@@ -330,8 +342,10 @@ class Pipeline:
                  "retriever"], "report": []}[name]
         # --allow-weak-teacher is not part of any key: a stage it stopped has status "stopped" and reruns anyway,
         # and one it let through stays done (turning the flag on must not retrain the rankers)
+        # ... but which rankers are distilled (the check's verdict, or the flag forcing them) is
+        distil = self.distilled() if idx > STAGES.index("ranker-check") else None
         blob = json.dumps({"inputs": {k: v["sha256"] for k, v in self.manifest["inputs"].items()},
-                           "sections": {s: self.cfg.section(s) for s in reads}, "before": before},
+                           "sections": {s: self.cfg.section(s) for s in reads}, "before": before, "distil": distil},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -433,7 +447,8 @@ class Pipeline:
         outs = {"candidates": [self.p("candidates.jsonl")], "label": [self.p("labels.jsonl")],
                 "gate": [self.p("gate.json")], "train-ranker": [self.p("ranker")],
                 "ranker-check": [self.p("ranker-check.json")],
-                "train-retriever": [self.p("retriever")], "index": [self.p("index")],
+                "train-retriever": [self.p(RETRIEVER_DIRS[n]) for n in self.distilled()],
+                "index": [self.index_of(n) for n in self.retrievers()],
                 "evaluate": [self.p("evaluate.json")], "rag": [self.p("rag.json")], "curve": [],
                 "report": [self.p("report.md")]}[name]
         return all(o.exists() for o in outs)
@@ -504,7 +519,11 @@ class Pipeline:
                      "lists: the LLM's labels may not help")
 
     def _ranker_args(self, extra: dict | None = None) -> list[str]:
-        return options({**self.cfg.section("ranker"), **(extra or {})})
+        sec = {**self.cfg.section("ranker"), **(extra or {})}
+        if self.base_retriever:
+            sec.setdefault("retriever", self.base_retriever)  # the ranker starts at the first stage
+        sec.setdefault("cache_dir", str(self.p("emb-cache")))  # and reuses its corpus encoding
+        return options(sec)
 
     def stage_train_ranker(self) -> None:
         base = ["train-ranker", "--corpus", self.cfg.data["corpus"], "--queries", self.cfg.data["train_queries"]]
@@ -550,14 +569,15 @@ class Pipeline:
         cands = Candidates.load(self.p("candidates.jsonl"))
         sec = self.cfg.section("ranker")
         scoring = options({k: sec[k] for k in ("max_length", "device") if k in sec})
-        worse = []
+        distil: dict[str, bool] = {}
         for name, held in self.held_out_lists(n).items():
             if not held:
                 why = ("[ranker_check] held_out = 0" if n == 0 else
                        "every training list was used to train it: lower [label] or [reference] max_queries "
                        "to keep some out")
                 result["skipped"][name] = why
-                self.say(f"ranker check of the {name} ranker skipped: {why}")
+                distil[name] = True
+                self.say(f"ranker check of the {name} ranker skipped: {why}; its retriever is trained unchecked")
                 continue
             if len(held) < MIN_HELD_OUT:
                 self.say(f"ranker check of the {name} ranker: only {len(held)} held-out lists, too few for the "
@@ -567,7 +587,7 @@ class Pipeline:
             text = self.cmd("ranker-check", ["label-report", "--ranker", self.rankers()[name], "--candidates", path,
                                              "--queries", self.cfg.data["train_queries"], "--corpus",
                                              self.cfg.data["corpus"], *self.judge_args("train"), "--format", "json",
-                                             *scoring], capture=True)
+                                             "--cache-dir", self.p("emb-cache"), *scoring], capture=True)
             d = json.loads(text)
             d.pop("verdict", None)
             report = TeacherReport(**{**d, "position_counts": tuple(tuple(r) for r in d["position_counts"])})
@@ -575,35 +595,41 @@ class Pipeline:
                                        "lines": report.lines()}
             self.say("\n".join(["", f"ranker check ({name} ranker): its order vs the first stage's on {len(held)} "
                                     "held-out training lists", *report.lines()]))
+            distil[name] = report.verdict == "better"
             if report.verdict == "worse":
-                worse.append(name)
-            elif report.verdict == "no significant difference":
-                self.say(f"ranker check: the {name} ranker is no better than the first stage on these lists; "
-                         "distilling it is unlikely to improve the retriever")
-        if worse:
-            banner = "!" * 78
-            who = (f"the {worse[0]} ranker re-ranks" if len(worse) == 1 else
-                   f"the {' and the '.join(worse)} rankers re-rank")
-            them = "it" if len(worse) == 1 else "them"
-            self.say("\n".join([banner, f"RANKER CHECK: {who} held-out lists WORSE than the first stage. Distilling "
-                                        f"{them} is likely to make the retriever worse.", banner]))
-        if "llm" in worse:
-            result["decision"] = "go on (allowed weak teacher)" if self.allow_weak else "stop"
+                banner = "!" * 78
+                self.say("\n".join([banner, f"RANKER CHECK: the {name} ranker re-ranks held-out lists WORSE than the "
+                                            "first stage. Distilling it would make the retriever worse.", banner]))
+            if not distil[name]:
+                self.say(f"ranker check: the {name} ranker is not better than the first stage on these lists, so "
+                         f"stage 2 has nothing to teach: its retriever is "
+                         + ("trained anyway (--allow-weak-teacher)" if self.allow_weak else
+                            "not trained (--allow-weak-teacher trains it anyway)"))
+        result["distill"] = distil
+        kept = [k for k, v in distil.items() if v or self.allow_weak]
+        if not kept:
+            result["decision"] = "stop"
+        elif len(kept) < len(distil):
+            result["decision"] = "go on with " + ", ".join(kept)
+        elif self.allow_weak and not all(distil.values()):
+            result["decision"] = "go on (allowed weak teacher)"
         _atomic_json(self.p("ranker-check.json"), result)
         if result["decision"] == "stop":
-            raise GateStopped("ranker check: the ranker trained on the LLM's labels ranks held-out lists worse than "
-                              "the first stage; stopped before training the retriever. Pass --allow-weak-teacher to "
-                              "train it anyway")
+            raise GateStopped("ranker check: no trained ranker re-ranks held-out lists better than the first stage, "
+                              "so there is nothing to distill; stopped before training a retriever. Pass "
+                              "--allow-weak-teacher to train them anyway")
 
     def stage_train_retriever(self) -> None:
         sec = self._retriever_section()
-        for name, ranker in (("retriever", "ranker"), ("retriever-gold-first", "ranker-gold-first")):
-            if name.endswith("gold-first") and not self.reference:
+        for name, ranker in self.rankers().items():
+            if name not in self.distilled():
+                self.say(f"train-retriever: no {name} retriever: the ranker check found the {name} ranker no better "
+                         "than the first stage, so stage 2 has nothing to teach (--allow-weak-teacher trains it anyway)")
                 continue
-            self.cmd("train-retriever", ["train-retriever", "--ranker", self.p(ranker), "--queries",
+            self.cmd("train-retriever", ["train-retriever", "--ranker", ranker, "--queries",
                                          self.cfg.data["train_queries"], "--corpus", self.cfg.data["corpus"],
-                                         "--out", self.p(name), "--cache-dir", self.p("emb-cache"), "--eval-every",
-                                         "0", *self.judge_args("train"), *options(sec)])
+                                         "--out", self.p(RETRIEVER_DIRS[name]), "--cache-dir", self.p("emb-cache"),
+                                         "--eval-every", "0", *self.judge_args("train"), *options(sec)])
 
     def _retriever_section(self) -> dict:
         sec = self.cfg.section("retriever")

@@ -31,6 +31,9 @@ def configure(p) -> None:
     r.add_argument("--max-length", type=int, default=None, help="tokens per pair (default: the ranker's own)")
     r.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass (default 64)")
     r.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    r.add_argument("--cache-dir", default=None,
+                   help="the first stage's corpus encoding cache (`candidates --cache-dir`): a ranker with a frozen "
+                        "passage tower reads its passage embeddings from it")
 
 
 def _ranker_labels(args, queries, corpus):
@@ -47,6 +50,9 @@ def _ranker_labels(args, queries, corpus):
         ranker = Ranker.load(args.ranker, max_length=args.max_length, device=args.device)
     except (OSError, ValueError) as e:
         raise DataError(args.ranker, None, f"expected a ranker directory or hub name: {e}") from None
+    if args.cache_dir:
+        ranker.prime_corpus(corpus, (d for _, cands in lists.values() for d in cands), cache_dir=args.cache_dir,
+                            progress=sys.stderr.isatty())
     return ranker_labels(ranker, lists, corpus, batch_size=args.batch_size, progress=sys.stderr.isatty())
 
 

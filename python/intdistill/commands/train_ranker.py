@@ -1,11 +1,15 @@
-"""Stage 1: train the cross-encoder ranker with ListMLE on ranked candidate lists.
+"""Stage 1: train the ranker with ListMLE on ranked candidate lists.
+
+The ranker (--kind) starts where the first stage (--retriever) is: at step 0 it orders every list as the
+first stage does, so training can only add what the labels teach. The default, query-tower, trains a copy
+of the first stage's query encoder against its frozen passage embeddings.
 
 The order learned comes from --label-source: llm (the LLM's permutations in --labels), gold-first
 (relevant candidates first, by --qrels or the answers in --queries), first-stage (the candidates' own
 order, a control) or random (a seeded shuffle). Sources other than llm read candidate lists from
 --candidates or from the cands of --labels (to train on exactly the queries the LLM labelled).
-The trained ranker is written to --out (it loads with sentence_transformers.CrossEncoder), with
-checkpoints/ (a rerun resumes), best/ and metrics.jsonl.
+The trained ranker is written to --out (intdistill's Ranker.load restores it; its trainable part loads
+with sentence_transformers), with checkpoints/ (a rerun resumes), best/ and metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -82,9 +86,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", help="queries file: query texts when the labels hold none; answers for gold-first")
     parser.add_argument("--qrels", help="judgements for gold-first (TREC or BEIR TSV)")
     parser.add_argument("--max-queries", type=positive_int, help="train on the first N queries of the file")
-    parser.add_argument("--model", default=None,
-                        help="starting checkpoint: directory or hub name (default: bundled all-MiniLM-L6-v2, new head)")
-    parser.add_argument("--max-length", type=positive_int, default=None, help="tokens per (query, passage) pair (default 256)")
+    from intdistill.models.ranker import DEFAULT_KIND, DEFAULT_SCALE, KINDS
+
+    r = parser.add_argument_group("the ranker")
+    r.add_argument("--kind", choices=tuple(KINDS), default=DEFAULT_KIND,
+                   help=f"what trains (default {DEFAULT_KIND}): " + "; ".join(f"{k}: {v.about}" for k, v in KINDS.items()))
+    r.add_argument("--retriever", default=None,
+                   help="the first-stage retriever the ranker starts from: directory or hub name (default: the "
+                        "bundled all-MiniLM-L6-v2, as `intdistill candidates` uses)")
+    r.add_argument("--model", default=None,
+                   help="cross-encoder checkpoint for the kinds with a cross-encoder part: directory or hub name "
+                        "(default: the --retriever's weights with a new head)")
+    r.add_argument("--max-length", type=positive_int, default=None,
+                   help="tokens per (query, passage) pair of the cross-encoder part (default 256)")
+    r.add_argument("--scale", type=float, default=DEFAULT_SCALE,
+                   help=f"the bi-encoder part's logit = scale x cosine (default {DEFAULT_SCALE:g})")
+    r.add_argument("--train-max-length", type=positive_int, default=None,
+                   help="tokens per passage in the training passes of a trainable passage tower (twin; default: "
+                        "the retriever's own). Scoring always uses the full length")
+    r.add_argument("--listmle-top", default="auto",
+                   help="places of each label learned by ListMLE: auto (a gold-first list's relevant candidates, "
+                        "every place of other sources), all (the paper's plain ListMLE) or K (default auto)")
+    r.add_argument("--cache-dir", default=None,
+                   help="the first stage's corpus encoding cache (`candidates --cache-dir`), reused by a frozen "
+                        "passage tower")
     d = parser.add_argument_group("dev evaluation (re-rank dev candidate lists each epoch, keep the best)")
     d.add_argument("--dev-candidates", help="dev candidates JSONL (or a label file: its cands)")
     d.add_argument("--dev-qrels", help="dev judgements (TREC or BEIR TSV)")
@@ -121,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     raw = with_query_texts(raw, queries, source_path, "training")
     lists, report = build_lists(
         args.label_source, {q: c for q, (_, c) in raw.items()}, corpus, {q: t for q, (t, _) in raw.items()},
-        permutations=perms, qrels=qrels, queries=queries, seed=args.seed, where=source_path,
+        permutations=perms, qrels=qrels, queries=queries, seed=args.seed, top=args.listmle_top, where=source_path,
     )
     print(report.line(), file=sys.stderr)
 
@@ -149,7 +174,9 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args)
     from intdistill.train.ranker import train_ranker
 
-    result = train_ranker(lists, corpus, cfg, model=args.model, max_length=args.max_length, dev=dev)
+    result = train_ranker(lists, corpus, cfg, kind=args.kind, first_stage=args.retriever, model=args.model,
+                          max_length=args.max_length, scale=args.scale, train_max_length=args.train_max_length,
+                          cache_dir=args.cache_dir, dev=dev)
     best = (f"; best epoch {result.best_epoch} ({cfg.metric} {result.best_metric:.4f})"
             if result.best_epoch is not None else "")
     print(f"ranker trained: {result.epochs} epochs, {result.steps} steps{best} -> {result.out}", file=sys.stderr)

@@ -383,7 +383,12 @@ def param_groups(model: torch.nn.Module, weight_decay: float, *, lr: float | Non
     ``head_lr`` (and ``lr``), the task head (:func:`head_parameter_names`) learns at ``head_lr``: a head drawn
     at random learns at the pace of the pretrained body's tiny steps otherwise."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    head = head_parameter_names(model) if head_lr is not None else set()
+    if head_lr is None:
+        head = set()
+    elif hasattr(model, "new_parameter_names"):  # a composite (the ranker) knows its own new parameters
+        head = model.new_parameter_names()
+    else:
+        head = head_parameter_names(model)
     groups = []
     for is_head in (False, True):
         part = [p for n, p in named if (n in head) == is_head]

@@ -1,10 +1,12 @@
-"""Stage 1: train the cross-encoder ranker on ranked candidate lists with ListMLE.
+"""Stage 1: train the ranker on ranked candidate lists with ListMLE.
 
 For each training query with candidates ``c_0..c_{n-1}`` (first-stage order) and a permutation ``π`` to
-learn (the LLM's, or another label source, see :mod:`intdistill.train.sources`), the ranker scores every
-pair ``s_i = ranker(query, title + " " + text of c_i)`` and the loss is
-``listmle(s, π) = -Σ_i [ s_π(i) - log Σ_{j>=i} exp s_π(j) ]``, averaged over the queries of a batch.
-Lists of different lengths are padded and masked.
+learn (the LLM's, or another label source, see :mod:`intdistill.train.sources`), the ranker
+(:class:`~intdistill.models.Ranker`, which starts at the first stage's order) scores every candidate
+``s_i = ranker(query, title + " " + text of c_i)`` and the loss is the top-k ListMLE
+``-Σ_{i<k} [ s_π(i) - log Σ_{j>=i} exp s_π(j) ]`` with ``k`` the list's learned places (all of them, or a
+gold-first list's relevant ones), averaged over the queries of a batch. Lists of different lengths are
+padded and masked.
 
 Dev evaluation (optional, every epoch): the ranker re-ranks each dev query's candidate list, and the
 re-ranked lists are scored with qrels measures (``nDCG@10``, ``RR@10``) or answer measures (``Acc@1``,
@@ -22,7 +24,7 @@ import torch
 
 from intdistill.data import DataError, Passage, Query
 from intdistill.losses import listmle
-from intdistill.train.loop import Stage, TrainConfig, TrainResult, forward_chunk_size, forward_in_chunks, train
+from intdistill.train.loop import Stage, TrainConfig, TrainResult, forward_chunk_size, train
 from intdistill.train.sources import RankedList
 
 QRELS_MEASURES = ("nDCG@10", "RR@10")
@@ -120,10 +122,14 @@ class RankerStage(Stage):
 
     def __init__(self, ranker, lists: Sequence[RankedList], corpus: Mapping[str, Passage], *,
                  dev: RerankDev | None = None, score_batch_size: int = 64, forward_chunk: int | None = None,
-                 progress: bool = True):
+                 progress: bool = True, train_max_length: int | None = None):
         if getattr(ranker.tokenizer, "padding_side", "right") != "right":
             raise ValueError(f"expected a tokenizer that pads on the right, got padding_side={ranker.tokenizer.padding_side!r}")
+        if train_max_length is not None and (isinstance(train_max_length, bool) or not isinstance(train_max_length, int)
+                                             or train_max_length < 3):
+            raise ValueError(f"train_max_length: expected an int >= 3, got {train_max_length!r}")
         self.model = ranker
+        self.train_max_length = train_max_length
         self._forward_chunk = forward_chunk
         self.lists: dict[str, RankedList] = {}
         for r in lists:
@@ -153,22 +159,18 @@ class RankerStage(Stage):
         rows = [self.lists[q] for q in qids]
         lengths = [len(r.cands) for r in rows]
         n = max(lengths)
-        queries = [r.query for r in rows for _ in r.cands]
-        passages = [self.corpus[d].full_text() for r in rows for d in r.cands]
-        batch = self.model.tokenize(queries, passages)  # right-padded, (Σ n_b, width)
-        logits = forward_in_chunks(self.model.logits, batch, self.forward_chunk).float()  # (Σ n_b,)
+        logits = self.model.list_logits(
+            [r.query for r in rows], [[self.corpus[d].full_text() for d in r.cands] for r in rows],
+            passage_max_length=self.train_max_length, chunk=self.forward_chunk,
+        ).float()  # (batch, n), right-padded
         device = logits.device
         perm = torch.full((len(rows), n), -1, dtype=torch.long)  # (batch, n), -1 = padding
         for b, r in enumerate(rows):
             perm[b, : len(r.permutation)] = torch.tensor(r.permutation)
-        if all(k == n for k in lengths):
-            return listmle(logits.view(len(rows), n), perm.to(device))
+        top = torch.tensor([len(r.cands) if r.top is None else r.top for r in rows], device=device)  # (batch,)
         lens = torch.tensor(lengths)
-        batch_idx = torch.repeat_interleave(torch.arange(len(rows)), lens).to(device)  # (Σ n_b,)
-        cand_idx = torch.cat([torch.arange(k) for k in lengths]).to(device)  # (Σ n_b,)
-        scores = logits.new_zeros((len(rows), n)).index_put((batch_idx, cand_idx), logits)  # (batch, n)
-        mask = torch.arange(n)[None, :] < lens[:, None]  # (batch, n)
-        return listmle(scores, perm.to(device), mask.to(device))
+        mask = (torch.arange(n)[None, :] < lens[:, None]).to(device)  # (batch, n)
+        return listmle(logits, perm.to(device), mask, top_k=top)
 
     def evaluate(self) -> dict[str, float]:
         if self.dev is None:
@@ -181,9 +183,10 @@ class RankerStage(Stage):
         return score_lists(self.model, lists, self.corpus, batch_size=self.score_batch_size, progress=self.progress)
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(json.dumps([self.model.name, self.model.max_length]).encode())
+        m = self.model
+        h = hashlib.sha256(json.dumps([m.name, m.max_length, m.kind, m.scale, self.train_max_length]).encode())
         for r in self.lists.values():
-            h.update(json.dumps([r.qid, r.query, r.cands, r.permutation]).encode())
+            h.update(json.dumps([r.qid, r.query, r.cands, r.permutation, r.top]).encode())
         return h.hexdigest()
 
 
@@ -192,15 +195,31 @@ def train_ranker(
     corpus: Mapping[str, Passage],
     cfg: TrainConfig,
     *,
+    kind: str | None = None,
+    first_stage: str | None = None,
     model: str | None = None,
     max_length: int | None = None,
+    scale: float | None = None,
+    train_max_length: int | None = None,
+    cache_dir: str | None = None,
     dev: RerankDev | None = None,
 ) -> TrainResult:
-    """Stage 1 end to end: load the ranker (``model``: a checkpoint path or hub name; None = the bundled
-    all-MiniLM-L6-v2 with a new head), train it on ``lists`` and write it to ``cfg.out``."""
-    from intdistill.models import Ranker
+    """Stage 1 end to end: build the ranker, train it on ``lists`` and write it to ``cfg.out``.
+
+    ``kind``: one of :data:`intdistill.models.ranker.KINDS` (None: the default, ``query-tower``);
+    ``first_stage``: the first-stage retriever's checkpoint the ranker starts from (None: the bundled
+    all-MiniLM-L6-v2); ``model``: a cross-encoder checkpoint for the kinds with a cross-encoder part;
+    ``max_length``: the cross-encoder's pair length; ``scale``: the bi-encoder part's cosine scale (default 20);
+    ``train_max_length``: a trainable passage tower's training inputs; ``cache_dir``: the first stage's corpus
+    encoding cache (``intdistill candidates --cache-dir``), reused for a frozen passage tower.
+    """
+    from intdistill.models.ranker import DEFAULT_KIND, DEFAULT_SCALE, Ranker
     from intdistill.train.loop import resolve_device, seed_everything
 
     seed_everything(cfg.seed)  # a new classification head is drawn from torch's generator
-    ranker = Ranker.load(model, max_length=max_length, device=resolve_device(cfg.device))
-    return train(RankerStage(ranker, lists, corpus, dev=dev, progress=cfg.progress), cfg)
+    ranker = Ranker.build(kind or DEFAULT_KIND, first_stage=first_stage, cross_model=model, max_length=max_length,
+                          scale=DEFAULT_SCALE if scale is None else scale, device=resolve_device(cfg.device))
+    needed = {d for r in lists for d in r.cands} | {d for _, c in (dev.lists.values() if dev else ()) for d in c}
+    ranker.prime_corpus(corpus, needed, cache_dir=cache_dir, progress=cfg.progress)
+    return train(RankerStage(ranker, lists, corpus, dev=dev, progress=cfg.progress,
+                             train_max_length=train_max_length), cfg)

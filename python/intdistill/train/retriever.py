@@ -317,6 +317,9 @@ class RetrieverStage(Stage):
         if not todo:
             return
         self.teacher.to(self.model.device)
+        if hasattr(self.teacher, "prime_corpus"):  # a frozen passage tower: the first stage's cached encoding
+            self.teacher.prime_corpus(self.corpus, (d for _, d in todo), cache_dir=self.cache_dir,
+                                      batch_size=self.batch_size, progress=self.progress)
         pairs = [(self.queries[q], self.corpus[d].full_text()) for q, d in todo]
         scores = self.teacher.score_pairs(pairs, batch_size=self.batch_size, progress=self.progress)
         self.cache.put((q, d, s) for (q, d), s in zip(todo, scores.tolist()))

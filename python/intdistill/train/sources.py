@@ -17,6 +17,13 @@ source          permutation of a list with first-stage order ``0, 1, ..., n-1``
                 other queries, their order or ``max_queries``
 ==============  =========================================================================================
 
+Which places of the permutation the ranker learns (``top``; ListMLE then counts only those, see
+:func:`intdistill.losses.listmle`): ``"auto"`` (the default) learns a gold-first list's relevant candidates
+(its first ``#relevant`` places: relevant above the rest, and nothing about the first stage's order of the
+rest) and every place of the other sources' lists; a gold-first list without a relevant candidate then
+teaches nothing and is left out (counted). ``"all"`` learns every place of every list (the paper's plain
+ListMLE); an int ``k`` learns the first ``k`` places of every list.
+
 Every source but ``llm`` needs only candidate lists, from a candidates file or from a label file's
 ``cands`` (so all sources can train on exactly the queries the LLM labelled). ``max_queries`` keeps the
 first N queries in file order (the training-set-size curve).
@@ -45,6 +52,7 @@ class RankedList(NamedTuple):
     query: str  # query text
     cands: tuple[str, ...]  # doc ids, first-stage order (best first)
     permutation: tuple[int, ...]  # indices into cands, best first (the order the ranker learns)
+    top: int | None = None  # ListMLE counts the first `top` places of the permutation only (None: all)
 
 
 @dataclass(frozen=True)
@@ -54,14 +62,16 @@ class ListsReport:
     source: str
     n_lists: int
     n_candidates: int  # candidates over all lists
-    n_without_relevant: int = 0  # gold-first: lists with no relevant candidate (kept in first-stage order)
+    n_without_relevant: int = 0  # gold-first: lists with no relevant candidate
     judged_by: str = ""  # gold-first: "qrels" or "answers"
+    top: str = "all"  # which places are learned: "all", "relevant" (gold-first, auto) or "first K"
+    n_left_out: int = 0  # lists that teach nothing under `top` (gold-first without a relevant candidate)
 
     def line(self) -> str:
-        s = f"label source {self.source}: {self.n_lists} lists, {self.n_candidates} candidates"
+        s = f"label source {self.source}: {self.n_lists} lists, {self.n_candidates} candidates; learns {self.top} places"
         if self.source == "gold-first":
-            s += (f"; judged by {self.judged_by}; {self.n_without_relevant} lists without a relevant candidate "
-                  "keep the first-stage order")
+            fate = "left out (nothing to learn)" if self.n_left_out else "kept in first-stage order"
+            s += f"; judged by {self.judged_by}; {self.n_without_relevant} lists without a relevant candidate {fate}"
         return s
 
 
@@ -105,6 +115,7 @@ def build_lists(
     queries: Mapping[str, Query] | None = None,
     seed: int = 0,
     max_queries: int | None = None,
+    top: int | str | None = "auto",
     where: str | None = None,
 ) -> tuple[list[RankedList], ListsReport]:
     """Training lists for ``source`` (one of :data:`LABEL_SOURCES`).
@@ -119,6 +130,7 @@ def build_lists(
             its passage text contains an answer (DPR has-answer, ``intdistill._core.has_answer``).
         seed: ``random`` only.
         max_queries: keep the first N queries of ``lists`` (file order); None keeps all.
+        top: the places learned: ``"auto"``, ``"all"`` (or None) or an int >= 1 (see the module docstring).
         where: the file the lists came from, named in errors.
 
     Raises:
@@ -130,6 +142,7 @@ def build_lists(
         raise DataError(None, None, f"label source: expected one of {', '.join(LABEL_SOURCES)}, got {source!r}")
     if max_queries is not None and (isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1):
         raise DataError(None, None, f"max_queries: expected a positive int, got {max_queries!r}")
+    top = parse_top(top)
     qids = list(lists)[:max_queries] if max_queries is not None else list(lists)
     if not qids:
         raise DataError(where, None, "expected at least one query to train on, got none")
@@ -162,12 +175,32 @@ def build_lists(
         relevant, judged_by = _relevance(qids, lists, corpus, qrels, queries, where)
         perms = {q: gold_first_permutation(relevant[q]) for q in qids}
         n_without = sum(1 for q in qids if not any(relevant[q]))
-        if n_without:
-            logger.info("gold-first: %d of %d lists have no relevant candidate; they keep the first-stage order",
-                        n_without, len(qids))
-    out = [RankedList(q, query_texts[q], tuple(lists[q]), perms[q]) for q in qids]
-    report = ListsReport(source, len(out), sum(len(r.cands) for r in out), n_without, judged_by)
+    if isinstance(top, int):
+        tops, what = {q: top for q in qids}, f"the first {top}"
+    elif top == "auto" and source == "gold-first":
+        tops, what = {q: sum(relevant[q]) for q in qids}, "the relevant candidates'"
+    else:
+        tops, what = {q: None for q in qids}, "all"
+    kept = [q for q in qids if tops[q] != 0]
+    if not kept:
+        raise DataError(where, None, f"none of the {len(qids)} lists has a relevant candidate to learn")
+    out = [RankedList(q, query_texts[q], tuple(lists[q]), perms[q], tops[q]) for q in kept]
+    report = ListsReport(source, len(out), sum(len(r.cands) for r in out), n_without, judged_by, what,
+                         len(qids) - len(kept))
     return out, report
+
+
+def parse_top(top: int | str | None) -> int | str:
+    """``"auto"``, ``"all"`` (None too) or an int >= 1 (a numeric string too, as the CLI gives it)."""
+    if top is None or top == "all":
+        return "all"
+    if top == "auto":
+        return "auto"
+    if isinstance(top, str) and top.isdigit():
+        top = int(top)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise DataError(None, None, f"listmle top: expected 'auto', 'all' or an int >= 1, got {top!r}")
+    return top
 
 
 def _relevance(qids, lists, corpus, qrels, queries, where) -> tuple[dict[str, list[bool]], str]:

@@ -13,6 +13,10 @@ script is empty it uses ``default``. Behaviours (``Behaviour`` records, or the h
 - ``malformed()``: HTTP 200 with a body that is not JSON.
 - ``empty_choices()``: a JSON completion with ``"choices": []``.
 - ``no_content()``: a completion whose message has no ``content``.
+- ``html()``: HTTP 200 with a proxy's HTML error page (``text/html``), as gateways send.
+
+``rule``: an optional ``callable(body) -> Behaviour | None`` asked first for every request (e.g. "every
+request about query 7 fails", or a seeded 10 % of malformed answers); ``None`` falls through to the script.
 
 Every request is recorded (``requests``: parsed JSON body and headers) and counted (``n_requests``).
 Use as a context manager or call ``start()`` / ``stop()``.
@@ -71,6 +75,10 @@ def no_content() -> Behaviour:
     return Behaviour("no_content")
 
 
+def html() -> Behaviour:
+    return Behaviour("html")
+
+
 _ID = re.compile(r"^\[(\d+)\]", flags=re.M)
 
 
@@ -90,6 +98,7 @@ class FakeOpenAI:
 
     def __init__(self, default: Behaviour | None = None):
         self.default = default or ok()
+        self.rule = None  # callable(body) -> Behaviour | None, asked before the script
         self._script: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self.requests: list[dict] = []  # {"body": parsed JSON or None, "headers": {lower-name: value}, "behaviour": ...}
@@ -109,6 +118,7 @@ class FakeOpenAI:
     def reset(self) -> None:
         with self._lock:
             self._script.clear()
+            self.rule = None
             self.requests.clear()
             self._gen += 1
             self.max_in_flight = 0
@@ -131,8 +141,9 @@ class FakeOpenAI:
             return len(self._script)
 
     def _next(self, body, headers) -> Behaviour:
+        ruled = self.rule(body) if self.rule is not None else None
         with self._lock:
-            b = self._script.popleft() if self._script else self.default
+            b = ruled or (self._script.popleft() if self._script else self.default)
             self.requests.append({"body": body, "headers": headers, "behaviour": b})
             return b
 
@@ -195,6 +206,10 @@ class FakeOpenAI:
                 if b.kind == "malformed":
                     self._send(200, '{"id": "x", "choices": [ this is not json')
                     return
+                if b.kind == "html":
+                    self._send(200, "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway"
+                                    "</h1><hr>nginx</body></html>", content_type="text/html")
+                    return
                 messages = body.get("messages") or []
                 text = ranking_for(messages)
                 prompt_words = sum(len(str(m.get("content", "")).split()) for m in messages)
@@ -218,10 +233,11 @@ class FakeOpenAI:
                     del completion["choices"][0]["message"]["content"]
                 self._send(200, json.dumps(completion))
 
-            def _send(self, code: int, text: str, extra: dict | None = None) -> None:
+            def _send(self, code: int, text: str, extra: dict | None = None,
+                      content_type: str = "application/json") -> None:
                 data = text.encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in (extra or {}).items():
                     self.send_header(k, v)

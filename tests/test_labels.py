@@ -26,6 +26,9 @@ class FakeClient:
     def __init__(self, mode="oracle", interrupt_after=None):
         self.mode, self.calls, self.interrupt_after = mode, 0, interrupt_after
 
+    def chat(self, messages, **decoding):
+        return self.chat_many([messages], **decoding)[0]
+
     def chat_many(self, batch, **decoding):
         out = []
         for messages in batch:
@@ -113,11 +116,11 @@ def test_label_candidates_resumes_after_interrupt_without_repeating_calls(tmp_pa
     out = tmp_path / "labels.jsonl"
     client = FakeClient(interrupt_after=3)
     with pytest.raises(KeyboardInterrupt):
-        label_candidates(cands, queries, corpus, client, out, ListwiseConfig(window=10, step=5), chunk=1, progress=False)
+        label_candidates(cands, queries, corpus, client, out, ListwiseConfig(window=10, step=5), progress=False)
     first = load_labels(out)
     assert len(first) == 3  # every finished query was written before the interrupt
     client2 = FakeClient()
-    summary = label_candidates(cands, queries, corpus, client2, out, ListwiseConfig(window=10, step=5), chunk=2, progress=False)
+    summary = label_candidates(cands, queries, corpus, client2, out, ListwiseConfig(window=10, step=5), progress=False)
     assert client2.calls == 2 and summary.queries_done_before == 3 and summary.queries_labelled == 2
     labels = load_labels(out)
     assert list(labels) == list(cands)

@@ -139,5 +139,5 @@ def test_not_a_cache_file_is_reported(tmp_path):
     con = sqlite3.connect(newer)
     con.execute("PRAGMA user_version=7")
     con.close()
-    with pytest.raises(ValueError, match="schema version 7, expected 1"):
+    with pytest.raises(ValueError, match="schema version 7, expected 2"):
         LLMCache(newer)

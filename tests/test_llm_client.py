@@ -173,14 +173,54 @@ def test_timeout_retried_then_gives_up(fake):
         (no_content(), r"message.content to be a string.*\"role\": \"assistant\"\}"),
     ],
 )
-def test_bad_responses_are_not_chat_completions(fake, cache, behaviour, says):
-    fake.script(behaviour)
-    c = client(fake, cache)
-    with pytest.raises(LLMBadResponse, match=says):
-        c.chat(prompt(1))
-    assert fake.n_requests == 1  # HTTP 200: nothing to retry
-    assert len(cache) == 0 and cache.summary().failures == 1
+def test_bad_responses_are_retried_then_raised(fake, cache, behaviour, says, caplog):
+    """A malformed HTTP 200 is asked again with backoff (issue 12); one that never heals raises after
+    max_retries re-asks, counted in the ledger under `malformed` and `retries`."""
+    fake.default = behaviour
+    c = client(fake, cache, retry_delay_s=0.01)
+    with caplog.at_level(logging.DEBUG, logger="intdistill.llm.client"):
+        with pytest.raises(LLMBadResponse, match=says) as e:
+            c.chat(prompt(1))
+    assert fake.n_requests == 4  # the first answer and 3 re-asks
+    assert e.value.retries == 3 and e.value.kind in LLMBadResponse.KINDS
+    assert (c.ledger.failures, c.ledger.malformed, c.ledger.retries) == (1, 4, 3)
+    assert len(cache) == 0 and cache.summary().failures == 1 and cache.summary().malformed == 4
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "malformed answer" in r.message]
+    assert len(warned) == 1  # once per kind; the rest at DEBUG
+    fake.default = ok()
     assert c.chat(prompt(1)).text == want(1)  # not cached: asked again
+
+
+@pytest.mark.parametrize("behaviour", [malformed(), empty_choices(), no_content()])
+def test_a_malformed_answer_then_a_good_one_succeeds(fake, cache, behaviour):
+    fake.script(behaviour, behaviour)
+    c = client(fake, cache, retry_delay_s=0.01)
+    assert c.chat(prompt(2)).text == want(2)
+    assert fake.n_requests == 3
+    assert (c.ledger.failures, c.ledger.malformed, c.ledger.retries) == (0, 2, 2)
+    assert cache.summary().malformed == 2 and "2 malformed answers" in str(c.ledger)
+
+
+def test_malformed_and_http_errors_mixed(fake, cache):
+    fake.script(status(500, retry_after_ms=FAST), malformed(), status(429, retry_after_ms=FAST), empty_choices())
+    c = client(fake, cache, retry_delay_s=0.01)
+    assert c.chat(prompt(3)).text == want(3)
+    assert fake.n_requests == 5
+    assert (c.ledger.malformed, c.ledger.retries, c.ledger.failures) == (2, 4, 0)
+
+
+def test_an_old_cache_gains_the_malformed_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with LLMCache(path) as c:
+        c.put(ChatRequest.build("m", [{"role": "user", "content": "x"}]),
+              intdistill.llm.cache.ChatResult("a", 1, 1, 0.1, False, "stop"), retries=2)
+    db = sqlite3.connect(path)  # make it look like schema 1 (no malformed column)
+    db.executescript("ALTER TABLE calls DROP COLUMN malformed; PRAGMA user_version=1;")
+    db.close()
+    with LLMCache(path) as c:
+        assert c.summary().retries == 2 and c.summary().malformed == 0 and len(c) == 1
 
 
 def test_auth_error_names_the_variable(fake, monkeypatch):
@@ -308,7 +348,7 @@ def test_api_key_never_logged_stored_or_shown(fake, cache, tmp_path, caplog, mon
     c.chat(prompt(1))
     for behaviours in (
         [status(500, retry_after_ms=FAST, body=json.dumps({"error": f"bad key {SECRET}"}))] * 2,
-        [malformed()],
+        [malformed()] * 2,  # asked again once (max_retries=1), malformed again
         [status(401, body=json.dumps({"error": {"message": f"Incorrect API key provided: {SECRET}"}}))],
         [status(400, body=json.dumps({"error": {"message": f"echo {SECRET}"}}))],
     ):

@@ -9,6 +9,8 @@ Exit codes (fixed):
   1  the work failed (a model, the LLM endpoint, an unexpected error)
   2  bad usage or bad input data (the message names the file, line and what was expected)
   3  stopped on purpose with everything saved (a budget such as --max-calls/--max-cost, or a gate)
+  4  finished, but some items failed (their LLM calls failed after every retry): they are listed in the
+     output's .failed.jsonl sidecar, and rerunning the same command retries only them
   130 interrupted (Ctrl-C); everything finished so far is saved
 """
 
@@ -19,7 +21,7 @@ import importlib
 import logging
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_ITEMS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 # name -> (module, one-line help). A command module adds its own line here.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from intdistill.data import DataError
-    from intdistill.llm.errors import BudgetExceeded, LLMError
+    from intdistill.llm.errors import BudgetExceeded, CircuitOpen, LLMError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -78,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"intdistill {args.command}: stopped: {e}; finished work is saved, rerun to go on", file=sys.stderr)
         return EXIT_STOPPED
     except LLMError as e:
-        # The endpoint failed after the client's retries. Answers already obtained are in the LLM cache and
-        # finished labels / predictions in their append-only files, so a rerun resumes; no traceback needed.
-        print(f"intdistill {args.command}: LLM error ({type(e).__name__}): {e}\n"
+        # The endpoint failed after the client's retries (or the circuit breaker stopped a run of many items:
+        # named by the error that tripped it). Answers already obtained are in the LLM cache and finished
+        # labels / predictions in their append-only files, so a rerun resumes; no traceback needed.
+        name = type(e.last if isinstance(e, CircuitOpen) and e.last is not None else e).__name__
+        print(f"intdistill {args.command}: LLM error ({name}): {e}\n"
               "  finished work is saved (labels/predictions files and the LLM cache); fix the endpoint and rerun "
               "the same command to go on", file=sys.stderr)
         return EXIT_FAILED

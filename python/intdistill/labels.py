@@ -163,12 +163,18 @@ class LabelSummary:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    failed: int = 0  # queries whose LLM calls still failed after every retry (listed in failed_path)
+    failed_path: str = ""
 
     def lines(self) -> list[str]:
         n_calls = max(self.calls, 1)
+        fails = ([f"FAILED: {self.failed} queries could not be labelled (their calls failed after every retry); "
+                  f"they are listed in {self.failed_path}, and rerunning the same command retries only them"]
+                 if self.failed else [])
         return [
             f"queries: {self.queries_labelled} labelled now, {self.queries_done_before} already done, "
-            f"{self.queries_total} in all",
+            f"{self.failed} failed, {self.queries_total} in all",
+            *fails,
             f"calls: {self.calls} ({self.cache_hits} from cache)",
             f"repairs: {self.calls_repaired}/{self.calls} calls repaired ({100 * self.calls_repaired / n_calls:.1f}%): "
             f"{self.duplicates} duplicate ids dropped, {self.out_of_range} invented ids dropped, "
@@ -231,20 +237,24 @@ def label_candidates(
     out_path,
     cfg=None,
     *,
-    chunk: int = 8,
     progress: bool = True,
     passage_text: Callable[[Passage], str] = passage_prompt_text,
+    max_consecutive_failures: int | None = None,
 ) -> LabelSummary:
     """Label every query's candidate list with the LLM and append the labels to ``out_path``.
 
     ``candidates``: qid -> candidate ids in first-stage order. Queries already in ``out_path`` are skipped
-    (resume); their label file lines must come from the same model and template, else a DataError.
-    Queries go to the LLM ``chunk`` at a time and each finished query's line is written and flushed at once.
-    Budget stops (``BudgetExceeded``) and Ctrl-C propagate after everything finished is saved.
+    (resume); their label file lines must come from the same model and template, else a DataError. Queries
+    run side by side (``client.max_concurrency`` at a time) and each one's line is written and fsynced as it
+    finishes, whatever the input order (:mod:`intdistill.journal`). A query whose calls fail after every
+    retry is listed in ``<out>.failed.jsonl`` and the run goes on (:func:`intdistill.llm.items.run_items`:
+    the circuit breaker stops it early with ``CircuitOpen`` when the endpoint looks down;
+    ``max_consecutive_failures`` None = the default). Budget stops (``BudgetExceeded``) and Ctrl-C propagate
+    after everything finished is saved.
     """
-    from tqdm.auto import tqdm
-
+    from intdistill.journal import Journal
     from intdistill.llm import listwise, prompts
+    from intdistill.llm.items import DEFAULT_MAX_CONSECUTIVE_FAILURES, run_items
 
     cfg = cfg or listwise.ListwiseConfig()
     out_path = Path(out_path)
@@ -254,58 +264,53 @@ def label_candidates(
         missing = [c for c in cands if c not in corpus]
         if missing:
             raise DataError(None, None, f"candidates of query {qid!r} name {len(missing)} ids not in the corpus, e.g. {missing[0]!r}")
-    done = load_labels(out_path) if out_path.exists() else {}
     want_hash = prompts.template_hash(prompts.TEMPLATES[cfg.template])
-    for lab in done.values():
-        if (lab.model, lab.prompt_hash) != (client.model, want_hash):
-            raise DataError(
-                out_path,
-                None,
-                f"existing labels come from model {lab.model!r} / prompt {lab.prompt_hash!r}, this run uses "
-                f"{client.model!r} / {want_hash!r}: write to another --out",
-            )
-    todo = [q for q in candidates if q not in done]
+
+    def same_settings(done: Mapping[str, Label]) -> None:
+        for lab in done.values():
+            if (lab.model, lab.prompt_hash) != (client.model, want_hash):
+                raise DataError(
+                    out_path,
+                    None,
+                    f"existing labels come from model {lab.model!r} / prompt {lab.prompt_hash!r}, this run uses "
+                    f"{client.model!r} / {want_hash!r}: write to another --out",
+                )
+
     stats = Counter()
     t0 = time.perf_counter()
-    bar = tqdm(total=len(candidates), initial=len(candidates) - len(todo), desc="label", unit="q", disable=not progress)
-    # Rewrite a file whose last line was cut off mid-write, so appends start on a fresh line.
-    if out_path.exists() and out_path.stat().st_size and not out_path.read_bytes().endswith(b"\n"):
-        good = b"".join(json.dumps(lab.to_json(), ensure_ascii=False).encode() + b"\n" for lab in done.values())
-        tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-        tmp.write_bytes(good)
-        os.replace(tmp, out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(out_path, "a", encoding="utf-8") as out:
-            for s in range(0, len(todo), chunk):
-                qids = todo[s : s + chunk]
-                items = [
-                    (q, queries[q].text, [passage_text(corpus[d]) for d in candidates[q]]) for q in qids
-                ]
-                results = listwise.rank_queries(client, items, cfg)
-                for q, res in zip(qids, results):
-                    lab = _label_of(q, candidates[q], res, client, cfg)
-                    out.write(json.dumps(lab.to_json(), ensure_ascii=False) + "\n")
-                    out.flush()
-                    os.fsync(out.fileno())
-                    stats["queries"] += 1
-                    stats["identity"] += int(lab.identity)
-                    stats["prompt_tokens"] += lab.prompt_tokens
-                    stats["completion_tokens"] += lab.completion_tokens
-                    for c in res.calls:
-                        stats["calls"] += 1
-                        stats["cache_hits"] += int(c.cached)
-                    for k in REPAIR_KEYS:
-                        stats[k] += lab.repairs.get(k, 0)
-                bar.update(len(qids))
-                el = time.perf_counter() - t0
-                bar.set_postfix(tok_s=f"{(stats['prompt_tokens'] + stats['completion_tokens']) / max(el, 1e-9):.0f}",
-                                repaired=stats["calls_repaired"])
-    finally:
-        bar.close()
+    with Journal(out_path, parse=_label_from_obj,
+                 check=same_settings) as journal:
+        done_before = sum(1 for q in candidates if q in journal.done)
+        todo = [q for q in candidates if q not in journal.done]
+
+        def work(q: str):
+            return listwise.rank_one(client, q, queries[q].text, [passage_text(corpus[d]) for d in candidates[q]], cfg)
+
+        def finished(q: str, res) -> None:
+            lab = _label_of(q, candidates[q], res, client, cfg)
+            journal.append(lab.to_json(), lab)
+            stats["queries"] += 1
+            stats["identity"] += int(lab.identity)
+            stats["prompt_tokens"] += lab.prompt_tokens
+            stats["completion_tokens"] += lab.completion_tokens
+            for c in res.calls:
+                stats["calls"] += 1
+                stats["cache_hits"] += int(c.cached)
+            for k in REPAIR_KEYS:
+                stats[k] += lab.repairs.get(k, 0)
+
+        run = run_items(
+            todo, work, finished, on_fail=journal.fail,
+            concurrency=int(getattr(client, "max_concurrency", 1) or 1),
+            max_consecutive_failures=(DEFAULT_MAX_CONSECUTIVE_FAILURES if max_consecutive_failures is None
+                                      else max_consecutive_failures),
+            client=client if hasattr(client, "ledger") else None, progress=progress, desc="label",
+            total=len(candidates), initial=done_before,
+        )
+        n_failed = sum(1 for q in candidates if q in journal.failures)
     return LabelSummary(
         queries_total=len(candidates),
-        queries_done_before=len(done),
+        queries_done_before=done_before,
         queries_labelled=stats["queries"],
         calls=stats["calls"],
         cache_hits=stats["cache_hits"],
@@ -318,6 +323,8 @@ def label_candidates(
         prompt_tokens=stats["prompt_tokens"],
         completion_tokens=stats["completion_tokens"],
         seconds=time.perf_counter() - t0,
+        failed=max(n_failed, len(run.failed)),
+        failed_path=str(journal.failures.path),
     )
 
 

@@ -368,6 +368,12 @@ class Pipeline:
             sys.stdout.flush()
         if code == 3:
             raise GateStopped(f"stage {stage}: `intdistill {argv[0]}` stopped (budget); rerun to go on")
+        if code == 4:  # finished, but some items' LLM calls failed: go on with the rest; a rerun retries them
+            self.manifest["stages"][stage]["failed_items"] = True
+            self._save_manifest()
+            self.say(f"note: stage {stage}: `intdistill {argv[0]}` finished with failed items (listed in its "
+                     ".failed.jsonl); the run goes on with the rest, and rerunning the pipeline retries them")
+            return out
         if code != 0:
             raise StageFailed(stage, argv, code)
         return out
@@ -387,7 +393,7 @@ class Pipeline:
             rec = self.manifest["stages"].get(name, {})
             key = self.stage_key(name)
             if i < first:
-                if rec.get("status") != "done":
+                if rec.get("status") not in ("done", "partial"):
                     raise PipelineError(None, None, f"--from {start}: stage {name} before it has not finished; "
                                                     "run without --from first")
                 results.append(StageResult(name, True, 0.0))
@@ -408,7 +414,8 @@ class Pipeline:
             except BaseException:
                 self._finish(name, "failed", t0)
                 raise
-            self._finish(name, "done", t0)
+            # "partial": finished with failed items; not "done", so the next run retries them (nothing else)
+            self._finish(name, "partial" if self.manifest["stages"][name].get("failed_items") else "done", t0)
             results.append(StageResult(name, False, self.manifest["stages"][name]["seconds"]))
         return results
 

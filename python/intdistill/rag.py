@@ -388,6 +388,8 @@ class RagResult:
     stopped: str | None = None  # the budget stop's reason, when the run stopped early
     out: str | None = None
     seconds: float = 0.0
+    failed: int = 0  # questions whose reader call failed after every retry (listed in failed_path)
+    failed_path: str | None = None
 
     @property
     def predictions(self) -> dict[str, str]:
@@ -431,6 +433,10 @@ class RagResult:
         tokens_out = sum(r.completion_tokens for r in self.records)
         out.append(f"reader {self.model}, k={self.k}: {tokens_in} tokens in / {tokens_out} out over the answered "
                    f"questions; {self.seconds:.1f} s this run")
+        if self.failed:
+            out.append(f"FAILED: {self.failed} questions could not be answered (the reader's calls failed after every "
+                       f"retry); they are listed in {self.failed_path or 'the failures sidecar'}, and rerunning the "
+                       "same command retries only them")
         if self.stopped:
             out.append(f"stopped early: {self.stopped}")
         return out
@@ -458,20 +464,24 @@ def answer_questions(
     allow_mismatch: bool = False,
     chunk: int | None = None,
     progress: bool = True,
+    max_consecutive_failures: int | None = None,
 ) -> RagResult:
     """Answer every question of ``queries`` from its top-``k`` passages and score the answers.
 
     ``retrieve``: a ``DenseIndex`` (with ``retriever=``, the model that built it; see ``IndexRetrieve``) or a
     callable ``(texts, k) -> Hits``; its optional ``retrieval_id`` attribute is recorded. ``client``: an
-    ``LLMClient`` (``chat_many``, ``model``, ``ledger``). ``out``: the predictions JSONL (appended to; questions
-    already in it are skipped; ``None`` keeps nothing). Questions go to the reader ``chunk`` at a time (default:
-    the client's ``max_concurrency``), and each chunk's lines are written as soon as it is answered. A
-    ``BudgetExceeded`` stop writes what was answered and returns with ``stopped`` set; Ctrl-C propagates after
-    the calls in flight are cached. Policies: module docstring.
+    ``LLMClient`` (``chat``, ``model``, ``ledger``, ``max_concurrency``). ``out``: the predictions JSONL (appended
+    to; questions already in it are skipped; ``None`` keeps nothing). Questions are retrieved for in batches of
+    ``chunk`` (default 64), then answered side by side (``client.max_concurrency`` at a time), each line written
+    as soon as its answer comes (:mod:`intdistill.journal`). A question whose reader call fails after every retry
+    is listed in ``<out>.failed.jsonl`` and the others go on (the circuit breaker of
+    :func:`intdistill.llm.items.run_items` stops a run whose endpoint looks down). A ``BudgetExceeded`` stop
+    returns with ``stopped`` set; Ctrl-C propagates after the calls in flight are cached. Policies: module
+    docstring.
     """
-    from tqdm.auto import tqdm
-
+    from intdistill.journal import Journal
     from intdistill.llm.errors import BudgetExceeded
+    from intdistill.llm.items import DEFAULT_MAX_CONSECUTIVE_FAILURES, run_items
 
     k = _check_k(k)
     config = config or ReaderConfig()
@@ -480,7 +490,7 @@ def answer_questions(
     if not corpus:
         raise ValueError("corpus: expected at least one passage, got none")
     retrieve, retrieval_id = _as_retrieve(retrieve, retriever, allow_mismatch)
-    chunk = chunk if chunk is not None else int(getattr(client, "max_concurrency", 1) or 1)
+    chunk = 64 if chunk is None else chunk
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
     identity = dict(model=client.model, prompt_hash=config.prompt_hash, k=k, max_words=config.max_words,
@@ -488,64 +498,61 @@ def answer_questions(
                     retrieval_id=retrieval_id)
 
     out_path = Path(out) if out is not None else None
-    done: dict[str, RagRecord] = {}
-    if out_path is not None and out_path.exists():
-        done = load_predictions(out_path)
-        _check_identity(done, identity, out_path)
-        if out_path.stat().st_size and not out_path.read_bytes().endswith(b"\n"):
-            # a cut-off last line: rewrite the good lines so appends start on a fresh line
-            tmp = out_path.with_name(out_path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in done.values()),
-                           encoding="utf-8")
-            os.replace(tmp, out_path)
+    journal = (Journal(out_path, parse=_record_from_obj, check=lambda done: _check_identity(done, identity, out_path))
+               if out_path is not None else None)
+    done = dict(journal.done) if journal is not None else {}
     done_before = {q: done[q] for q in queries if q in done}
     todo = [q for q in queries if q not in done]
 
     t0 = time.perf_counter()
     new: dict[str, RagRecord] = {}
     stopped = None
-    bar = tqdm(total=len(queries), initial=len(done_before), desc="rag", unit="q", disable=not progress)
-    sink = None
+    failed: list[str] = []
     try:
-        if out_path is not None and todo:
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            sink = open(out_path, "a", encoding="utf-8")
+        retrieved: dict[str, tuple] = {}
         for s in range(0, len(todo), chunk):
             qids = todo[s : s + chunk]
-            texts = [queries[q].text for q in qids]
-            retrieved = _retrieved(retrieve, qids, texts, k, corpus)
-            messages = [reader_messages(text, [corpus[d] for d in ids], config)
-                        for text, (ids, _) in zip(texts, retrieved)]
-            try:
-                results = client.chat_many(messages, progress=False, desc="read", **config.decoding())
-            except BudgetExceeded as e:
-                results, stopped = list(e.results or [None] * len(qids)), str(e)
-            recs = [
-                RagRecord(
-                    qid=q, question=queries[q].text, docids=ids, scores=scores, prediction=parse_answer(res.text),
-                    output=res.text, answers=(), em=None, f1=None, hit_rank=None, template=config.template,
-                    prompt_tokens=res.prompt_tokens or 0, completion_tokens=res.completion_tokens or 0,
-                    cached=bool(res.cached), **identity,
-                )
-                for q, (ids, scores), res in zip(qids, retrieved, results) if res is not None
-            ]
-            for rec in _scored(recs, queries, corpus):
-                new[rec.qid] = rec
-                if sink is not None:
-                    sink.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
-                    sink.flush()
-                    os.fsync(sink.fileno())
-            bar.update(len(recs))
-            if stopped:
-                log.warning("%s; %d questions answered, %d left", stopped, len(done_before) + len(new),
-                            len(queries) - len(done_before) - len(new))
-                break
+            retrieved.update(zip(qids, _retrieved(retrieve, qids, [queries[q].text for q in qids], k, corpus)))
+
+        def work(q: str):
+            ids, _ = retrieved[q]
+            return client.chat(reader_messages(queries[q].text, [corpus[d] for d in ids], config), **config.decoding())
+
+        def finished(q: str, res) -> None:
+            ids, scores = retrieved[q]
+            rec = RagRecord(
+                qid=q, question=queries[q].text, docids=ids, scores=scores, prediction=parse_answer(res.text),
+                output=res.text, answers=(), em=None, f1=None, hit_rank=None, template=config.template,
+                prompt_tokens=res.prompt_tokens or 0, completion_tokens=res.completion_tokens or 0,
+                cached=bool(res.cached), **identity,
+            )
+            (rec,) = _scored([rec], queries, corpus)
+            new[q] = rec
+            if journal is not None:
+                journal.append(rec.to_json(), rec)
+
+        def fail(q: str, err) -> None:
+            failed.append(q)
+            if journal is not None:
+                journal.fail(q, err)
+
+        try:
+            run_items(todo, work, finished, on_fail=fail,
+                      concurrency=int(getattr(client, "max_concurrency", 1) or 1),
+                      max_consecutive_failures=(DEFAULT_MAX_CONSECUTIVE_FAILURES if max_consecutive_failures is None
+                                                else max_consecutive_failures),
+                      client=client if hasattr(client, "ledger") else None, progress=progress, desc="rag",
+                      total=len(queries), initial=len(done_before))
+        except BudgetExceeded as e:
+            stopped = str(e)
+            log.warning("%s; %d questions answered, %d left", stopped, len(done_before) + len(new),
+                        len(queries) - len(done_before) - len(new))
     finally:
-        bar.close()
-        if sink is not None:
-            sink.close()
+        if journal is not None:
+            journal.close()
     records = _scored([done_before[q] for q in queries if q in done_before], queries, corpus)
     by_qid = {r.qid: r for r in records} | new
+    n_failed = sum(1 for q in queries if journal is not None and q in journal.failures) if journal else len(failed)
     return RagResult(
         records=tuple(by_qid[q] for q in queries if q in by_qid),
         n_questions=len(queries),
@@ -557,6 +564,8 @@ def answer_questions(
         stopped=stopped,
         out=str(out_path) if out_path is not None else None,
         seconds=time.perf_counter() - t0,
+        failed=max(n_failed, len(failed)),
+        failed_path=str(journal.failures.path) if journal is not None else None,
     )
 
 

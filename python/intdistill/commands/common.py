@@ -158,6 +158,9 @@ def add_llm_args(parser, *, cache_default: str | None = None) -> None:
     g.add_argument("--max-cost", type=float, help="stop cleanly once the estimated cost reaches this")
     g.add_argument("--price-in", type=float, default=0.0, help="price per million prompt tokens (for the cost estimate)")
     g.add_argument("--price-out", type=float, default=0.0, help="price per million completion tokens")
+    g.add_argument("--max-consecutive-failures", type=int, default=None, metavar="N",
+                   help="stop early when N items in a row fail after their retries (default 5; 0 = never); an "
+                        "auth error, an unknown model or nothing listening stops at once")
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 Reads the candidates JSONL of `intdistill candidates` and writes one label line per query to --out as soon
 as it is finished. Rerunning the same command resumes; anything already answered comes from --cache for free.
+A query whose calls still fail after every retry is listed in <out>.failed.jsonl and the others go on; the
+command then exits 4, and a rerun retries only the failed ones.
 """
 
 from __future__ import annotations
@@ -58,10 +60,13 @@ def run(args) -> int:
         print(f"labelling {len(lists)} queries with {client.model} (window {cfg.window}, "
               f"{cfg.passes} pass(es), template {cfg.template})", file=sys.stderr)
         try:
-            summary = label_candidates(lists, queries, corpus, client, args.out, cfg)
+            summary = label_candidates(lists, queries, corpus, client, args.out, cfg,
+                                       max_consecutive_failures=args.max_consecutive_failures)
         except BudgetExceeded as e:
             raise Stopped(f"{e}; labels so far are in {args.out}, rerun to go on") from None
     for line in summary.lines():
         print(line, file=sys.stderr)
     print(f"ledger: {client.ledger}", file=sys.stderr)
-    return 0
+    from intdistill.cli import EXIT_ITEMS_FAILED
+
+    return EXIT_ITEMS_FAILED if summary.failed else 0

@@ -76,7 +76,8 @@ def run(args) -> int:
     with open_llm(args) as client:
         print(f"answering {len(queries)} questions with {client.model} from the top {args.k} of {len(index)} "
               f"passages (reader prompt {config.template})", file=sys.stderr)
-        result = answer_questions(retrieve, queries, corpus, client, args.k, args.out, config=config)
+        result = answer_questions(retrieve, queries, corpus, client, args.k, args.out, config=config,
+                                  max_consecutive_failures=args.max_consecutive_failures)
     for line in result.lines():
         print(line, file=sys.stderr)
     print(f"ledger: {result.ledger}", file=sys.stderr)
@@ -85,4 +86,6 @@ def run(args) -> int:
     print(f"{'scored':<8}{result.n_scored}")
     if result.stopped:
         raise Stopped(f"{result.stopped}; predictions so far are in {args.out}, rerun to go on")
-    return 0
+    from intdistill.cli import EXIT_ITEMS_FAILED
+
+    return EXIT_ITEMS_FAILED if result.failed else 0

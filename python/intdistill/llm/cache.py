@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: calls.malformed
 ROLES = ("system", "user", "assistant")
 
 # Decoding parameters a ChatRequest carries (and that are part of the cache key).
@@ -164,6 +164,7 @@ class Ledger:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    malformed: int = 0  # HTTP 200 answers that were not a usable chat completion (each one re-asked)
 
     def __add__(self, other: "Ledger") -> "Ledger":
         if not isinstance(other, Ledger):
@@ -174,8 +175,9 @@ class Ledger:
         return {f.name: getattr(self, f.name) for f in fields(Ledger)}
 
     def __str__(self) -> str:
+        bad = f", {self.malformed} malformed answers" if self.malformed else ""
         return (
-            f"{self.calls} calls ({self.failures} failed, {self.retries} retries), {self.cache_hits} cache hits, "
+            f"{self.calls} calls ({self.failures} failed, {self.retries} retries{bad}), {self.cache_hits} cache hits, "
             f"{self.prompt_tokens:,} tokens in / {self.completion_tokens:,} out, est. cost ${self.cost:.4f}"
         )
 
@@ -210,7 +212,8 @@ CREATE TABLE IF NOT EXISTS calls (
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
     latency_s REAL,
-    cost REAL NOT NULL
+    cost REAL NOT NULL,
+    malformed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS calls_run ON calls (run_id);
 """
@@ -235,10 +238,12 @@ class LLMCache:
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         try:
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise ValueError(f"{self.path}: LLM cache schema version {version}, expected {SCHEMA_VERSION}")
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
+            if version == 1:  # a cache from before malformed answers were counted: add the column, keep the rows
+                self._conn.execute("ALTER TABLE calls ADD COLUMN malformed INTEGER NOT NULL DEFAULT 0")
             self._conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
         except sqlite3.DatabaseError as e:
             self._conn.close()
@@ -290,11 +295,12 @@ class LLMCache:
         sql = (
             "SELECT COALESCE(SUM(outcome != 'hit'), 0), COALESCE(SUM(outcome = 'hit'), 0), COALESCE(SUM(retries), 0), "
             "COALESCE(SUM(outcome = 'error'), 0), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
-            "COALESCE(SUM(cost), 0.0) FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
+            "COALESCE(SUM(cost), 0.0), COALESCE(SUM(malformed), 0) FROM calls"
+            + (" WHERE " + " AND ".join(where) if where else "")
         )
         with self._lock:
             row = self._conn.execute(sql, args).fetchone()
-        return Ledger(*(int(v) for v in row[:6]), float(row[6]))
+        return Ledger(*(int(v) for v in row[:6]), float(row[6]), int(row[7]))
 
     def run_ids(self) -> list[str]:
         """Run ids in the ledger, oldest first."""
@@ -312,6 +318,7 @@ class LLMCache:
         cost: float = 0.0,
         run_id: str = "",
         endpoint: str = "",
+        malformed: int = 0,
     ) -> None:
         """Store an answer and its ledger row in one transaction. An answer already stored under the
         same key is kept (the first answer wins)."""
@@ -325,9 +332,9 @@ class LLMCache:
             )
             self._conn.execute(
                 "INSERT INTO calls (created, run_id, key, model, endpoint, outcome, error, retries, prompt_tokens, "
-                "completion_tokens, latency_s, cost) VALUES (?, ?, ?, ?, ?, 'ok', NULL, ?, ?, ?, ?, ?)",
+                "completion_tokens, latency_s, cost, malformed) VALUES (?, ?, ?, ?, ?, 'ok', NULL, ?, ?, ?, ?, ?, ?)",
                 (now, run_id, key, request.model, endpoint, retries, result.prompt_tokens,
-                 result.completion_tokens, result.latency_s, cost),
+                 result.completion_tokens, result.latency_s, cost, malformed),
             )
 
     def record_failure(
@@ -339,13 +346,15 @@ class LLMCache:
         latency_s: float | None = None,
         run_id: str = "",
         endpoint: str = "",
+        malformed: int = 0,
     ) -> None:
         """Store a ledger row for a failed call (``error``: the exception class name)."""
         with self._lock, self._transaction():
             self._conn.execute(
                 "INSERT INTO calls (created, run_id, key, model, endpoint, outcome, error, retries, prompt_tokens, "
-                "completion_tokens, latency_s, cost) VALUES (?, ?, ?, ?, ?, 'error', ?, ?, NULL, NULL, ?, 0.0)",
-                (time.time(), run_id, request.key(), request.model, endpoint, error, retries, latency_s),
+                "completion_tokens, latency_s, cost, malformed) VALUES (?, ?, ?, ?, ?, 'error', ?, ?, NULL, NULL, ?, "
+                "0.0, ?)",
+                (time.time(), run_id, request.key(), request.model, endpoint, error, retries, latency_s, malformed),
             )
 
     def record_hits(self, hits: Sequence[tuple[str, str]], *, run_id: str = "", endpoint: str = "") -> None:

@@ -16,6 +16,11 @@ Policies:
   DNS failures are not retried (nothing listens at ``base_url``; waiting will not help) and raise
   ``LLMUnreachable`` at once. That needs openai >= 2.31 (which passes its own errors from the transport
   through unretried); older SDKs retry them like other connection errors before the same exception.
+- Malformed answers: an HTTP 200 whose body is not a usable chat completion (not JSON, e.g. a proxy's
+  HTML error page; JSON that is not a completion; empty ``choices``; ``content`` null or missing) is asked
+  again, up to ``max_retries`` times, with the SDK's backoff (0.5 s doubling, capped at 8 s, jittered).
+  Each one counts in the ledger's ``malformed`` and ``retries``; the first of each kind is logged as a
+  warning, later ones at DEBUG.
 - Timeout: ``timeout`` seconds for each attempt (connect, send, wait for the answer, read).
 - Budget: ``max_calls`` / ``max_cost`` are checked before each new call (cache hits are free) and
   count this client's calls only; ``cache.summary()`` sums all runs. When reached, ``BudgetExceeded``
@@ -52,6 +57,7 @@ from intdistill.llm.cache import (
 )
 from intdistill.llm.errors import (
     BudgetExceeded,
+    CircuitOpen,
     LLMAuthError,
     LLMBadResponse,
     LLMError,
@@ -77,6 +83,7 @@ __all__ = [
     "LLMRequestError",
     "LLMBadResponse",
     "BudgetExceeded",
+    "CircuitOpen",
     "PLACEHOLDER_API_KEY",
 ]
 
@@ -84,6 +91,17 @@ log = logging.getLogger(__name__)
 
 PLACEHOLDER_API_KEY = "not-needed"
 _SNIPPET = 300  # characters of server text quoted in an error message
+# The openai SDK's backoff (openai._constants INITIAL_RETRY_DELAY / MAX_RETRY_DELAY), for malformed 200s
+RETRY_DELAY_S = 0.5
+MAX_RETRY_DELAY_S = 8.0
+
+
+def retry_delay(attempt: int, initial: float = RETRY_DELAY_S) -> float:
+    """Seconds to wait before re-asking after ``attempt`` (0-based) malformed answers: ``initial * 2**attempt``
+    capped at :data:`MAX_RETRY_DELAY_S`, minus up to 25 % jitter (as the SDK does)."""
+    import random
+
+    return min(initial * 2.0 ** attempt, MAX_RETRY_DELAY_S) * (1 - 0.25 * random.random())
 
 
 def display_url(url: str) -> str:
@@ -158,6 +176,7 @@ class LLMClient:
     closes it) or ``None``. ``max_calls`` / ``max_cost``: budget for this client (``None``: unlimited).
     ``price_in_per_m`` / ``price_out_per_m``: price per million prompt / completion tokens, for the cost
     estimate. ``run_id``: tags this client's rows in the cache ledger (default: time + pid).
+    ``retry_delay_s``: the first wait before re-asking after a malformed answer (tests shorten it).
     """
 
     def __init__(
@@ -175,6 +194,7 @@ class LLMClient:
         price_in_per_m: float = 0.0,
         price_out_per_m: float = 0.0,
         run_id: str | None = None,
+        retry_delay_s: float = RETRY_DELAY_S,
     ):
         parts = urlsplit(base_url) if isinstance(base_url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
@@ -213,6 +233,10 @@ class LLMClient:
         self.price_in_per_m = float(price_in_per_m)
         self.price_out_per_m = float(price_out_per_m)
         self.run_id = run_id or new_run_id()
+        if not (isinstance(retry_delay_s, (int, float)) and retry_delay_s >= 0):
+            raise ValueError(f"retry_delay_s: expected seconds >= 0, got {retry_delay_s!r}")
+        self.retry_delay_s = float(retry_delay_s)
+        self._malformed_seen: set[str] = set()  # kinds already logged as a warning
 
         key = os.environ.get(api_key_env) or ""
         self._key_is_set = bool(key)
@@ -404,41 +428,67 @@ class LLMClient:
             log.debug("%s: HTTP %d", self.endpoint, response.status_code)
 
     def _call(self, req: ChatRequest) -> ChatResult:
-        """Send ``req`` (budget already reserved), store and count the outcome."""
+        """Send ``req`` (budget already reserved), store and count the outcome. A malformed HTTP 200 is
+        asked again (up to ``max_retries`` times, with backoff); other errors were retried by the SDK."""
         st = self._state
-        st.attempts, st.last_status = 0, None
         key = req.key()
         t0 = time.perf_counter()
+        retries = malformed = 0
         try:
-            try:
-                raw = self._sdk.chat.completions.with_raw_response.create(
-                    model=req.model, messages=list(req.messages), **req.decoding()
-                )
-                body = raw.http_response.text
-            except openai.APIError as e:
-                # Not chained: the SDK's message quotes the server verbatim, which may echo the key;
-                # ours carries the cause (redacted) instead.
-                raise self._map_error(e, max(st.attempts, 1)) from None
-            latency = time.perf_counter() - t0
-            result = self._parse(body, key, latency, max(st.attempts, 1))
+            while True:
+                st.attempts, st.last_status = 0, None
+                try:
+                    raw = self._sdk.chat.completions.with_raw_response.create(
+                        model=req.model, messages=list(req.messages), **req.decoding()
+                    )
+                    body = raw.http_response.text
+                except openai.APIError as e:
+                    retries += max(st.attempts - 1, 0)
+                    # Not chained: the SDK's message quotes the server verbatim, which may echo the key;
+                    # ours carries the cause (redacted) instead.
+                    raise self._map_error(e, max(st.attempts, 1)) from None
+                retries += max(st.attempts - 1, 0)
+                latency = time.perf_counter() - t0
+                try:
+                    result = self._parse(body, key, latency, max(st.attempts, 1))
+                    break
+                except LLMBadResponse as bad:
+                    malformed += 1
+                    self._note_malformed(bad)
+                    if malformed > self.max_retries:
+                        bad.retries = retries
+                        raise
+                    retries += 1
+                    time.sleep(retry_delay(malformed - 1, self.retry_delay_s))
         except LLMError as err:
-            retries = max(st.attempts - 1, 0)
             err.retries = retries
-            self._add(failures=1, retries=retries)
+            self._add(failures=1, retries=retries, malformed=malformed)
             if self.cache is not None:
                 self.cache.record_failure(req, error=type(err).__name__, retries=retries,
-                                          latency_s=time.perf_counter() - t0, run_id=self.run_id, endpoint=self.endpoint)
+                                          latency_s=time.perf_counter() - t0, run_id=self.run_id,
+                                          endpoint=self.endpoint, malformed=malformed)
             log.warning("%s", err)
             raise
-        retries = max(st.attempts - 1, 0)
         cost = call_cost(result.prompt_tokens, result.completion_tokens, self.price_in_per_m, self.price_out_per_m)
         if self.cache is not None:
-            self.cache.put(req, result, retries=retries, cost=cost, run_id=self.run_id, endpoint=self.endpoint)
+            self.cache.put(req, result, retries=retries, cost=cost, run_id=self.run_id, endpoint=self.endpoint,
+                           malformed=malformed)
         self._add(retries=retries, prompt_tokens=result.prompt_tokens or 0,
-                  completion_tokens=result.completion_tokens or 0, cost=cost)
+                  completion_tokens=result.completion_tokens or 0, cost=cost, malformed=malformed)
         log.debug("%s: answer %s in %.2f s (%d retries, %s/%s tokens)", self.endpoint, key[:12], result.latency_s,
                   retries, result.prompt_tokens, result.completion_tokens)
         return result
+
+    def _note_malformed(self, bad: LLMBadResponse) -> None:
+        """Log a malformed answer: a warning for the first of its kind, DEBUG after that."""
+        with self._lock:
+            first = bad.kind not in self._malformed_seen
+            self._malformed_seen.add(bad.kind)
+        if first:
+            log.warning("%s: a malformed answer (%s), asked again; later ones of this kind are logged at DEBUG: %s",
+                        self.endpoint, bad.kind, bad)
+        else:
+            log.debug("%s: malformed answer (%s): %s", self.endpoint, bad.kind, bad)
 
     def _redact(self, text: str) -> str:
         if self._redact_key:
@@ -479,7 +529,7 @@ class LLMClient:
                 return LLMServerError(f"HTTP {code} from {where} on all {tries}. The server said: {said}", **kw)
             return LLMRequestError(f"HTTP {code} from {where}: the request was refused. The server said: {said}", **kw)
         return LLMBadResponse(f"expected a chat completion from {where}, got an SDK error "
-                              f"{type(e).__name__}: {self._snippet(str(e))}", **kw)
+                              f"{type(e).__name__}: {self._snippet(str(e))}", kind="sdk", **kw)
 
     def _parse(self, body: str, key: str, latency: float, attempts: int) -> ChatResult:
         """A ``ChatResult`` from the raw response body, or ``LLMBadResponse`` saying what came."""
@@ -489,20 +539,22 @@ class LLMClient:
             doc = json.loads(body)
         except ValueError:
             raise LLMBadResponse(f"expected a chat completion (JSON) from {where}, got a body that is not JSON: "
-                                 f"{self._snippet(body)!r}", **kw) from None
+                                 f"{self._snippet(body)!r}", kind="not_json", **kw) from None
         if not isinstance(doc, dict):
             raise LLMBadResponse(f"expected a chat completion (a JSON object) from {where}, got JSON "
-                                 f"{type(doc).__name__}: {self._snippet(body)!r}", **kw)
+                                 f"{type(doc).__name__}: {self._snippet(body)!r}", kind="not_completion", **kw)
         choices = doc.get("choices")
         if not isinstance(choices, list) or not choices:
             raise LLMBadResponse(f"expected a non-empty 'choices' list in the chat completion from {where}, got "
-                                 f"choices={self._snippet(json.dumps(choices))}", **kw)
+                                 f"choices={self._snippet(json.dumps(choices))}",
+                                 kind="empty_choices" if isinstance(choices, list) else "not_completion", **kw)
         choice = choices[0] if isinstance(choices[0], dict) else {}
         message = choice.get("message")
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str):
             raise LLMBadResponse(f"expected choices[0].message.content to be a string in the chat completion from "
-                                 f"{where}, got choices[0]={self._snippet(json.dumps(choices[0]))}", **kw)
+                                 f"{where}, got choices[0]={self._snippet(json.dumps(choices[0]))}", kind="no_content",
+                                 **kw)
         usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else {}
 
         def count(name):

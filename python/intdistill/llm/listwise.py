@@ -9,8 +9,9 @@ Several passes (``passes > 1``), optionally each on a shuffled presentation orde
 candidates afterwards), measure the teacher's position bias and agreement; the label is their Borda
 aggregate (mean rank, ties by first-stage order). Only the generated text is used.
 
-Requests for many queries go out together, one window round at a time, through ``LLMClient.chat_many``
-(bounded concurrency, cache hits free).
+:func:`rank_one` ranks one query (its windows one after another, each seeing the previous one's result);
+many queries run side by side through :func:`intdistill.llm.items.run_items` (``intdistill label``), so each
+finishes, or fails, on its own.
 """
 
 from __future__ import annotations
@@ -106,67 +107,41 @@ def _pass_order(n: int, cfg: ListwiseConfig, qid: str, p: int) -> list[int]:
     return order
 
 
+def rank_one(client, qid: str, query: str, passages: Sequence[str], cfg: ListwiseConfig = ListwiseConfig()
+             ) -> ListwiseResult:
+    """Rank one query's ``passages`` (given in first-stage order) with ``client.chat``: every pass, every
+    window in turn. Raises the client's ``LLMError`` when a call fails after its retries."""
+    template = prompts.TEMPLATES[cfg.template]
+    calls: list[CallRecord] = []
+    pass_perms: list[tuple[int, ...]] = []
+    for p in range(cfg.passes):
+        order = _pass_order(len(passages), cfg, qid, p)
+        for start in perm_mod.window_starts(len(passages), cfg.window, cfg.step):
+            shown = tuple(order[start : start + cfg.window])
+            msgs = prompts.build_messages(template, query, [passages[j] for j in shown], max_words=cfg.max_words)
+            max_tokens = cfg.max_tokens or (6 * len(shown) + 16)
+            ans = client.chat(msgs, temperature=cfg.temperature, max_tokens=max_tokens, seed=cfg.seed)
+            parsed = perm_mod.parse(ans.text, len(shown))
+            order = list(perm_mod.apply_window(order, start, list(parsed.perm)))
+            calls.append(CallRecord(
+                pass_index=p, start=start, shown=shown, output=ans.text, parsed=tuple(parsed.perm),
+                duplicates=parsed.duplicates, out_of_range=parsed.out_of_range, missing=parsed.missing,
+                unparseable=parsed.unparseable, prompt_tokens=ans.prompt_tokens or 0,
+                completion_tokens=ans.completion_tokens or 0, cached=ans.cached, latency_s=ans.latency_s,
+            ))
+        pass_perms.append(tuple(order))
+    return ListwiseResult(
+        permutation=pass_perms[0] if len(pass_perms) == 1 else borda(pass_perms),
+        pass_permutations=tuple(pass_perms),
+        calls=tuple(calls),
+    )
+
+
 def rank_queries(
     client,
     items: Sequence[tuple[str, str, Sequence[str]]],
     cfg: ListwiseConfig = ListwiseConfig(),
-    *,
-    progress: bool = False,
 ) -> list[ListwiseResult]:
-    """Rank each ``(qid, query, passages)`` item's passages (given in first-stage order).
-
-    Returns one ``ListwiseResult`` per item, in input order. Calls go out one window round at a time
-    for all items together; a query's rounds are sequential because each window sees the previous
-    window's result.
-    """
-    template = prompts.TEMPLATES[cfg.template]
-    results_calls: list[list[CallRecord]] = [[] for _ in items]
-    pass_perms: list[list[tuple[int, ...]]] = [[] for _ in items]
-    for p in range(cfg.passes):
-        # state per item: the current order (candidate indices) and the windows still to do
-        orders = [_pass_order(len(passages), cfg, qid, p) for qid, _, passages in items]
-        todo = [list(perm_mod.window_starts(len(passages), cfg.window, cfg.step)) for _, _, passages in items]
-        while any(todo):
-            active = [i for i, starts in enumerate(todo) if starts]
-            batch_msgs, batch_meta = [], []
-            for i in active:
-                qid, query, passages = items[i]
-                start = todo[i].pop(0)
-                shown = orders[i][start : start + cfg.window]
-                msgs = prompts.build_messages(template, query, [passages[j] for j in shown], max_words=cfg.max_words)
-                batch_msgs.append(msgs)
-                batch_meta.append((i, start, tuple(shown)))
-            max_tokens = cfg.max_tokens or (6 * min(cfg.window, max(len(m[2]) for m in batch_meta)) + 16)
-            answers = client.chat_many(
-                batch_msgs, temperature=cfg.temperature, max_tokens=max_tokens, seed=cfg.seed, progress=progress
-            )
-            for (i, start, shown), ans in zip(batch_meta, answers):
-                parsed = perm_mod.parse(ans.text, len(shown))
-                orders[i] = list(perm_mod.apply_window(orders[i], start, list(parsed.perm)))
-                results_calls[i].append(
-                    CallRecord(
-                        pass_index=p,
-                        start=start,
-                        shown=shown,
-                        output=ans.text,
-                        parsed=tuple(parsed.perm),
-                        duplicates=parsed.duplicates,
-                        out_of_range=parsed.out_of_range,
-                        missing=parsed.missing,
-                        unparseable=parsed.unparseable,
-                        prompt_tokens=ans.prompt_tokens or 0,
-                        completion_tokens=ans.completion_tokens or 0,
-                        cached=ans.cached,
-                        latency_s=ans.latency_s,
-                    )
-                )
-        for i, order in enumerate(orders):
-            pass_perms[i].append(tuple(order))
-    return [
-        ListwiseResult(
-            permutation=perms[0] if len(perms) == 1 else borda(perms),
-            pass_permutations=tuple(perms),
-            calls=tuple(calls),
-        )
-        for perms, calls in zip(pass_perms, results_calls)
-    ]
+    """:func:`rank_one` for each ``(qid, query, passages)`` item, in order (one at a time; ``intdistill
+    label`` runs many side by side with per-item failures)."""
+    return [rank_one(client, qid, query, passages, cfg) for qid, query, passages in items]

@@ -77,7 +77,7 @@ def test_load_config_resolves_paths_relative_to_the_file(tmp_path):
 
 @pytest.mark.parametrize("body, message", [
     ("[bogus]\nx = 1\n", r"unknown section \[bogus\]"),
-    ("[data]\ncorpus = 'c'\n", "expected a key 'train_queries'"),
+    ("[data]\ncorpus = 'c'\n", "expected a key 'test_queries'"),
     ("[curve]\nsizes = [0]\n", r"\[curve\] sizes: expected a list of positive integers, got \[0\]"),
     ("[rag]\nretrievers = ['nope']\n", r"\[rag\] retrievers: expected a list of base/llm/gold-first"),
     ("[label]\nmax_queries = -1\n", r"\[label\] max_queries: expected a positive integer, got -1"),
@@ -173,7 +173,7 @@ def test_gate_stops_on_a_worse_teacher_then_goes_on_when_allowed(tmp_path):
     fake.calls.clear()
     pipe = Pipeline(cfg, tmp_path / "work", run_command=fake, echo=False, allow_weak_teacher=True)
     results = pipe.run()
-    assert [(r.name, r.skipped) for r in results][:3] == [("candidates", True), ("label", True), ("gate", False)]
+    assert [(r.name, r.skipped) for r in results][:4] == [("generate", True), ("candidates", True), ("label", True), ("gate", False)]
     assert [c[0] for c in fake.calls] == ["train-ranker", "train-retriever", "index", "index", "search", "search",
                                           "evaluate", "rag", "rag"]
     gate = json.loads((tmp_path / "work" / "gate.json").read_text())
@@ -316,3 +316,59 @@ def test_preflight_says_what_a_missing_local_model_needs(tmp_path, monkeypatch):
     # a run that stops before the LLM stages does not need it
     Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False).run(until="candidates")
     assert [c[0] for c in fake.calls] == ["candidates"]
+
+
+def test_corpus_only_end_to_end_generated_queries(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    """No training queries: [generate] has the (fake) LLM write one question per sampled passage; the rest of the
+    run follows unchanged, judged on the training side by the source passages (synthetic judgements)."""
+    original = fake_openai.ranking_for
+
+    def answer(messages):
+        user = [m["content"] for m in messages if m.get("role") == "user"][-1]
+        if "Write one question" in user:  # query generation: a question about the passage's first word
+            passage = user.rsplit("Passage: ", 1)[1]
+            return f"What about {passage.split()[0]} here?"
+        if "Question:" in user:  # the reader
+            m = re.search(r"^\[1\][^:]*: (\w+)", user, re.M)
+            return m.group(1) if m else "unknown"
+        return original(messages)
+
+    monkeypatch.setattr(fake_openai, "ranking_for", answer)
+    data = _data(tmp_path / "data")
+    with FakeOpenAI() as server:
+        body = (f'[data]\ncorpus = "{data["corpus"]}"\ntest_queries = "{data["test"]}"\n'
+                f'[llm]\nllm_base_url = "{server.base_url}"\nllm_model = "fake"\n'
+                f'[generate]\nn = 12\n[candidates]\nn = 4\nretriever = "{tiny_bert_dir}"\n[label]\nmax_queries = 4\n'
+                '[ranker]\nepochs = 1\nbatch_size = 2\n[reference]\ngold_first = true\nmax_queries = 6\n'
+                '[ranker_check]\nheld_out = 3\n[retriever]\nepochs = 1\nbatch_size = 4\n[evaluate]\ndepth = 5\n'
+                '[rag]\nk = 2\nmax_queries = 2\n')
+        path = tmp_path / "gen.toml"
+        path.write_text(body)
+        work = tmp_path / "work"
+        code = cli.main(["run", str(path), "--work", str(work), "--allow-weak-teacher"])
+        out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
+    gen = [json.loads(x) for x in (work / "generated-queries.jsonl").read_text().splitlines()]
+    assert 1 <= len(gen) <= 12 and all(g["source"] for g in gen)
+    assert "judged by the generated queries' source passages (synthetic judgements)" in err
+    m = json.loads((work / "manifest.json").read_text())
+    assert m["stages"]["generate"]["status"] == "done" and m["stages"]["generate"]["commands"][0][0] == "generate-queries"
+    rank = [c for c in m["stages"]["train-ranker"]["commands"] if "ranker-gold-first" in " ".join(c)][0]
+    assert rank[rank.index("--label-source") + 1] == "source-first"
+    assert "test retrieval:" in out
+    # a rerun skips every stage, generation included (no call)
+    assert cli.main(["run", str(path), "--work", str(work), "--allow-weak-teacher"]) == 0
+    assert "generate: done before, skipped" in capsys.readouterr().err
+
+
+def test_generate_config_errors(tmp_path):
+    data = _data(tmp_path / "data")
+    both = tmp_path / "both.toml"
+    both.write_text(f'[data]\ncorpus = "{data["corpus"]}"\ntrain_queries = "{data["train"]}"\n'
+                    f'test_queries = "{data["test"]}"\n[generate]\nn = 5\n')
+    with pytest.raises(PipelineError, match=r"expected \[data\] train_queries .* or a \[generate\] table"):
+        load_config(both)
+    no_n = tmp_path / "no-n.toml"
+    no_n.write_text(f'[data]\ncorpus = "{data["corpus"]}"\ntest_queries = "{data["test"]}"\n[generate]\nseed = 1\n')
+    with pytest.raises(PipelineError, match=r"\[generate\] n: expected the number of queries to write"):
+        load_config(no_n)

@@ -197,7 +197,7 @@ def test_build_lists_bad_inputs():
         build_lists("first-stage", lists, corpus, {})
     with pytest.raises(DataError, match="expected a permutation of 0..1"):
         build_lists("llm", lists, corpus, texts, permutations={"q1": [0, 0]})
-    with pytest.raises(DataError, match="label source: expected one of llm, gold-first, first-stage, random"):
+    with pytest.raises(DataError, match="label source: expected one of llm, gold-first, source-first, first-stage, random"):
         build_lists("oracle", lists, corpus, texts)
 
 

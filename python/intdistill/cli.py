@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "candidates": ("intdistill.commands.candidates", "first-stage retriever: top-n candidates per query"),
     "evaluate": ("intdistill.commands.evaluate", "score a run: nDCG/R/P/RR/AP/Success from qrels, Acc@k from answers"),
     "llm": ("intdistill.commands.llm", "local LLM: serve a GGUF on loopback, assemble shipped GGUF files"),
+    "generate-queries": ("intdistill.commands.generate_queries", "the LLM writes training queries from the corpus (for a corpus without queries)"),
     "label": ("intdistill.commands.label", "label candidate lists with a black-box LLM (listwise, resumable, cached)"),
     "label-report": ("intdistill.commands.label_report", "teacher quality: an LLM's (or a trained ranker's) order vs the first stage's"),
     "train-ranker": ("intdistill.commands.train_ranker", "stage 1: train the cross-encoder ranker (ListMLE) on ranked lists"),

@@ -398,30 +398,50 @@ def _find_first_line(path, predicate: Callable[[int, dict], bool]) -> int | None
     return None
 
 
+def _corpus_records(p) -> Iterator[tuple[int | None, str, str, str]]:
+    """``(line, id, title, text)`` of a JSONL, TSV or ``irds:`` corpus."""
+    from intdistill import formats
+
+    if formats.is_irds(p):
+        for doc in formats.irds_records(p, "docs"):
+            yield None, str(doc.doc_id), str(getattr(doc, "title", "") or ""), str(getattr(doc, "text", "") or "")
+    elif formats.is_tsv(p):
+        for lineno, docid, title, text in formats.iter_tsv(p, "corpus"):
+            yield lineno, _check_id(docid, p, lineno, "the passage id"), title, text
+    else:
+        for lineno, obj in iter_jsonl(p):
+            docid = _get_id(obj, p, lineno)
+            text = _get_str(obj, ("text",), p, lineno, required=True)
+            yield lineno, docid, _get_str(obj, ("title",), p, lineno, required=False) or "", text
+
+
 def load_corpus(path, *, skip_empty: bool = False) -> Corpus:
-    """Passages from JSONL (``_id``|``id``, ``text``, optional ``title``), a BEIR dir or SQuAD JSON.
+    """Passages from JSONL (``_id``|``id``, ``text``, optional ``title``), TSV (``id<TAB>text``,
+    ``id<TAB>title<TAB>text``, header optional; :mod:`intdistill.formats`), a BEIR dir, SQuAD JSON, or
+    ``irds:NAME`` (an ``ir_datasets`` dataset with a local copy).
 
     A passage whose text is empty (or whitespace) is an error; with ``skip_empty=True`` it is left out
     and counted in ``skipped["empty_text"]`` instead. Extra fields are ignored.
     """
-    p = Path(path)
-    if p.is_dir():
+    from intdistill import formats
+
+    p = path if formats.is_irds(path) else Path(path)
+    if isinstance(p, Path) and p.is_dir():
         p = _beir_file(p, "corpus.jsonl")
-    elif _is_squad(p):
+    elif isinstance(p, Path) and _is_squad(p):
         return _read_squad(p)[0]
     corpus = Corpus()
     corpus.source = str(p)
     empty = 0
-    for lineno, obj in iter_jsonl(p):
-        docid = _get_id(obj, p, lineno)
-        text = _get_str(obj, ("text",), p, lineno, required=True)
-        title = _get_str(obj, ("title",), p, lineno, required=False) or ""
+    for lineno, docid, title, text in _corpus_records(p):
         if not text.strip():
             if skip_empty:
                 empty += 1
                 continue
             raise DataError(p, lineno, f"expected a non-empty 'text' for passage {docid!r}, got {_short(text)}")
         if docid in corpus:
+            if formats.is_irds(p) or formats.is_tsv(p):
+                raise DataError(p, lineno, f"expected unique passage ids, got {docid!r} again")
             first = _find_first_line(p, lambda ln, o: ln < lineno and str(o.get("_id", o.get("id"))) == docid)
             raise DataError(p, lineno, f"expected unique passage ids, got {docid!r} again (first on line {first})")
         corpus[docid] = Passage(docid, text, title)
@@ -432,9 +452,21 @@ def load_corpus(path, *, skip_empty: bool = False) -> Corpus:
 
 
 def load_queries(path) -> Queries:
-    """Queries from JSONL (``_id``|``id``, ``text``|``question``, optional ``answers: [str]``), a BEIR dir
-    (``queries.jsonl``) or SQuAD JSON. Answers are de-duplicated keeping order; an empty answer string
+    """Queries from JSONL (``_id``|``id``, ``text``|``question``, optional ``answers: [str]``), TSV
+    (``id<TAB>text``), a BEIR dir (``queries.jsonl``), SQuAD JSON or ``irds:NAME``. Answers are de-duplicated keeping order; an empty answer string
     is an error (it would match every passage). Extra fields are ignored."""
+    from intdistill import formats
+
+    if formats.is_irds(path):
+        queries = Queries()
+        queries.source = path
+        for q in formats.irds_records(path, "queries"):
+            text = str(getattr(q, "text", "") or "")
+            if text.strip():
+                queries[str(q.query_id)] = Query(str(q.query_id), text)
+        if not queries:
+            raise DataError(path, None, "expected at least one query, got none")
+        return queries
     p = Path(path)
     if p.is_dir():
         p = _beir_file(p, "queries.jsonl")
@@ -442,6 +474,17 @@ def load_queries(path) -> Queries:
         return _read_squad(p)[1]
     queries = Queries()
     queries.source = str(p)
+    if formats.is_tsv(p):
+        for lineno, qid, _, text in formats.iter_tsv(p, "queries"):
+            qid = _check_id(qid, p, lineno, "the query id")
+            if not text.strip():
+                raise DataError(p, lineno, f"expected a non-empty query text for {qid!r}, got {_short(text)}")
+            if qid in queries:
+                raise DataError(p, lineno, f"expected unique query ids, got {qid!r} again")
+            queries[qid] = Query(qid, text)
+        if not queries:
+            raise DataError(p, None, "expected at least one query, got none")
+        return queries
     for lineno, obj in iter_jsonl(p):
         qid = _get_id(obj, p, lineno)
         text = _get_str(obj, ("text", "question"), p, lineno, required=True)
@@ -460,6 +503,20 @@ def load_queries(path) -> Queries:
     if not queries:
         raise DataError(p, None, "expected at least one query, got none")
     return queries
+
+
+def load_sources(path) -> dict[str, str]:
+    """``qid -> source passage id`` of a generated queries file (`intdistill generate-queries`: each line names
+    the passage it was written from in ``"source"``). Lines without one are an error naming the line."""
+    p = Path(path)
+    out: dict[str, str] = {}
+    for lineno, obj in iter_jsonl(p):
+        qid = _get_id(obj, p, lineno)
+        if "source" not in obj:
+            raise DataError(p, lineno, f"expected a 'source' field (the passage query {qid!r} was written from); "
+                                       "give the queries file that `intdistill generate-queries` wrote")
+        out[qid] = _check_id(obj["source"], p, lineno, "'source'")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- SQuAD
@@ -585,6 +642,16 @@ def load_qrels(path) -> Qrels:
     Relevance must be an integer (negative allowed). The same (qid, docid, rel) twice is counted in
     ``skipped["repeated_judgement"]``; the same pair with a different rel is an error.
     """
+    from intdistill import formats
+
+    if formats.is_irds(path):
+        qrels = Qrels()
+        qrels.source = path
+        for r in formats.irds_records(path, "qrels"):
+            qrels.setdefault(str(r.query_id), {})[str(r.doc_id)] = int(r.relevance)
+        if not qrels:
+            raise DataError(path, None, "expected at least one judgement, got none")
+        return qrels
     p = Path(path)
     if p.is_dir():
         raise DataError(p, None, "expected a qrels file, got a directory "

@@ -67,9 +67,9 @@ from intdistill.data import DataError
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("candidates", "label", "gate", "train-ranker", "ranker-check", "train-retriever", "index", "evaluate", "rag",
+STAGES = ("generate", "candidates", "label", "gate", "train-ranker", "ranker-check", "train-retriever", "index", "evaluate", "rag",
           "curve", "report")
-SECTIONS = {"data", "llm", "candidates", "label", "gate", "ranker", "ranker_check", "retriever", "reference", "index",
+SECTIONS = {"data", "llm", "generate", "candidates", "label", "gate", "ranker", "ranker_check", "retriever", "reference", "index",
             "evaluate", "rag", "curve"}
 DEFAULT_HELD_OUT = 100  # [ranker_check] held_out: training lists kept out of both rankers' training, to judge them
 MIN_HELD_OUT = 20  # fewer held-out lists than this: the check runs, with a note that it can hardly tell
@@ -131,6 +131,11 @@ class Config:
     def judged_by(self) -> str:
         return "qrels" if "test_qrels" in self.data else "answers"
 
+    @property
+    def generated(self) -> bool:
+        """No training queries of the user's: the generate stage writes them from the corpus."""
+        return "generate" in self.sections
+
 
 def load_config(path: str | os.PathLike) -> Config:
     """Read and check a pipeline TOML. Raises :class:`PipelineError` naming the file and the bad key."""
@@ -156,9 +161,15 @@ def load_config(path: str | os.PathLike) -> Config:
     bad = sorted(set(data) - DATA_KEYS)
     if bad:
         raise PipelineError(path, None, f"[data] {bad[0]}: unknown key; expected some of {sorted(DATA_KEYS)}")
-    for need in ("corpus", "train_queries", "test_queries"):
+    for need in ("corpus", "test_queries"):
         if need not in data:
             raise PipelineError(path, None, f"[data] expected a key {need!r}")
+    if ("train_queries" in data) == ("generate" in raw):
+        raise PipelineError(path, None, "expected [data] train_queries (your training queries) or a [generate] table "
+                                        "(the LLM writes them from the corpus), exactly one of the two")
+    if "generate" in raw and "train_qrels" in data:
+        raise PipelineError(path, None, "[data] train_qrels: generated queries are judged by their source passages; "
+                                        "leave train_qrels out with [generate]")
     resolved = {}
     for key, value in data.items():
         if not isinstance(value, str) or not value:
@@ -167,8 +178,12 @@ def load_config(path: str | os.PathLike) -> Config:
         if not p.exists():
             raise PipelineError(path, None, f"[data] {key}: {p} does not exist")
         resolved[key] = p
-    if ("train_qrels" in resolved) != ("test_qrels" in resolved):
+    if "generate" not in raw and ("train_qrels" in resolved) != ("test_qrels" in resolved):
         raise PipelineError(path, None, "[data] expected train_qrels and test_qrels together (or neither)")
+    n_gen = raw.get("generate", {}).get("n")
+    if "generate" in raw and (isinstance(n_gen, bool) or not isinstance(n_gen, int) or n_gen < 1):
+        raise PipelineError(path, None, f"[generate] n: expected the number of queries to write (an int >= 1), "
+                                        f"got {n_gen!r}")
     sections = {k: v for k, v in raw.items() if k != "data"}
     for sec, key, low in (("label", "max_queries", 1), ("reference", "max_queries", 1), ("rag", "max_queries", 1),
                           ("ranker_check", "held_out", 0)):
@@ -281,6 +296,16 @@ class Pipeline:
         return self.work.joinpath(*parts)
 
     @property
+    def train_queries(self) -> Path:
+        """The training queries: the user's, or the generated ones."""
+        return self.p("generated-queries.jsonl") if self.cfg.generated else self.cfg.data["train_queries"]
+
+    @property
+    def train_qrels(self) -> Path | None:
+        """The training judgements: the user's qrels, the generated queries' source passages, or None (answers)."""
+        return self.p("generated-queries.qrels.tsv") if self.cfg.generated else self.cfg.data.get("train_qrels")
+
+    @property
     def reference(self) -> bool:
         return bool(self.cfg.section("reference").get("gold_first", False))
 
@@ -335,7 +360,7 @@ class Pipeline:
         keys of the stages before it."""
         idx = STAGES.index(name)
         before = [self.manifest["stages"].get(s, {}).get("key", "") for s in STAGES[:idx]]
-        reads = {"candidates": ["candidates"], "label": ["llm", "label"], "gate": [],
+        reads = {"generate": ["llm", "generate"], "candidates": ["candidates"], "label": ["llm", "label"], "gate": [],
                  "train-ranker": ["ranker", "reference"], "ranker-check": ["ranker_check", "ranker", "reference"],
                  "train-retriever": ["retriever", "reference"],
                  "index": ["index"], "evaluate": ["evaluate"], "rag": ["llm", "rag"], "curve": ["curve", "ranker",
@@ -425,8 +450,8 @@ class Pipeline:
         from intdistill.llm import gguf
 
         specs = set()
-        for stage, section in (("label", "label"), ("rag", "rag")):
-            if stage in stages:
+        for stage, section in (("generate", "generate"), ("label", "label"), ("rag", "rag")):
+            if stage in stages and (stage != "generate" or self.cfg.generated):
                 llm = {**self.cfg.section("llm"), **self.cfg.section(section)}.get("llm")
                 if isinstance(llm, str) and llm.startswith("local:") and llm[6:] in gguf.KNOWN_MODELS:
                     specs.add(llm[6:])
@@ -451,7 +476,8 @@ class Pipeline:
         self.say(f"== {name}: {status} in {rec['seconds']:.1f}s")
 
     def _outputs_exist(self, name: str) -> bool:
-        outs = {"candidates": [self.p("candidates.jsonl")], "label": [self.p("labels.jsonl")],
+        outs = {"generate": [self.train_queries] if self.cfg.generated else [],
+                "candidates": [self.p("candidates.jsonl")], "label": [self.p("labels.jsonl")],
                 "gate": [self.p("gate.json")], "train-ranker": [self.p("ranker")],
                 "ranker-check": [self.p("ranker-check.json")],
                 "train-retriever": [self.p(RETRIEVER_DIRS[n]) for n in self.distilled()],
@@ -463,7 +489,7 @@ class Pipeline:
     # -------------------------------------------------------------- data flags
     def judge_args(self, split: str) -> list[str]:
         """Flags that judge ``split`` (train/test): ``--qrels`` or nothing (answers ride in the queries)."""
-        qrels = self.cfg.data.get(f"{split}_qrels")
+        qrels = self.train_qrels if split == "train" else self.cfg.data.get(f"{split}_qrels")
         return ["--qrels", str(qrels)] if qrels else []
 
     def llm_args(self, section: str) -> list[str]:
@@ -475,18 +501,29 @@ class Pipeline:
         return options(llm) + ["--cache", str(self.p("llm-cache.sqlite"))]
 
     # -------------------------------------------------------------- stages
+    def stage_generate(self) -> None:
+        if not self.cfg.generated:
+            self.say("generate: the configuration names its training queries ([data] train_queries): nothing to write")
+            return
+        sec = self.cfg.section("generate")
+        self.cmd("generate", ["generate-queries", "--corpus", self.cfg.data["corpus"], "--out", self.train_queries,
+                              "--cache-dir", self.p("emb-cache"),
+                              *options(sec, _llm_keys(sec)), *self.llm_args("generate")])
+        self.say(f"generate: {len(data_lines(self.train_queries))} training queries written from the corpus; the "
+                 "teacher gate and the ranker check judge them by their source passages (synthetic judgements)")
+
     def stage_candidates(self) -> None:
         sec = self.cfg.section("candidates")
         sec.setdefault("n", 10)
         self.cmd("candidates", ["candidates", "--corpus", self.cfg.data["corpus"], "--queries",
-                                self.cfg.data["train_queries"], *self.judge_args("train"), "--out",
+                                self.train_queries, *self.judge_args("train"), "--out",
                                 self.p("candidates.jsonl"), "--cache-dir", self.p("emb-cache"), *options(sec)])
 
     def stage_label(self) -> None:
         sec = self.cfg.section("label")
         n = sec.get("max_queries")
         argv = ["label", "--candidates", self.p("candidates.jsonl"), "--corpus", self.cfg.data["corpus"],
-                "--queries", self.cfg.data["train_queries"], "--out", self.p("labels.jsonl"),
+                "--queries", self.train_queries, "--out", self.p("labels.jsonl"),
                 *(["--max-queries", n] if n else []), *options(sec, _OWN_KEYS["label"] | _llm_keys(sec)),
                 *self.llm_args("label")]
         self.cmd("label", argv)
@@ -496,10 +533,12 @@ class Pipeline:
         from intdistill.labels import load_labels, plot_positions, teacher_report
 
         labels = load_labels(self.p("labels.jsonl"))
-        if "train_qrels" in self.cfg.data:
-            report = teacher_report(labels, qrels=data.load_qrels(self.cfg.data["train_qrels"]))
+        if self.train_qrels is not None:
+            if self.cfg.generated:
+                self.say("teacher gate: judged by the generated queries' source passages (synthetic judgements)")
+            report = teacher_report(labels, qrels=data.load_qrels(self.train_qrels))
         else:
-            report = teacher_report(labels, queries=data.load_queries(self.cfg.data["train_queries"]),
+            report = teacher_report(labels, queries=data.load_queries(self.train_queries),
                                     corpus=data.load_corpus(self.cfg.data["corpus"]))
         try:
             plot_positions(report, self.p("teacher-positions.png"), title="where the LLM puts each first-stage position")
@@ -533,13 +572,16 @@ class Pipeline:
         return options(sec)
 
     def stage_train_ranker(self) -> None:
-        base = ["train-ranker", "--corpus", self.cfg.data["corpus"], "--queries", self.cfg.data["train_queries"]]
+        base = ["train-ranker", "--corpus", self.cfg.data["corpus"], "--queries", self.train_queries]
         self.cmd("train-ranker", [*base, "--label-source", "llm", "--labels", self.p("labels.jsonl"),
                                   "--out", self.p("ranker"), *self._ranker_args()])
         if self.reference:
             n = self.cfg.section("reference").get("max_queries")
-            self.cmd("train-ranker", [*base, "--label-source", "gold-first", "--candidates", self.p("candidates.jsonl"),
-                                      *self.judge_args("train"), "--out", self.p("ranker-gold-first"),
+            # generated queries: the passage each was written from goes first (source-first)
+            source = (["--label-source", "source-first"] if self.cfg.generated else
+                      ["--label-source", "gold-first", *self.judge_args("train")])
+            self.cmd("train-ranker", [*base, *source, "--candidates", self.p("candidates.jsonl"),
+                                      "--out", self.p("ranker-gold-first"),
                                       *(["--max-queries", n] if n else []), *self._ranker_args()])
 
     def rankers(self) -> dict[str, Path]:
@@ -592,7 +634,7 @@ class Pipeline:
             path = self.p(f"ranker-check-{name}.jsonl")
             Candidates({q: cands[q] for q in held}, cands.retriever).save(path)
             text = self.cmd("ranker-check", ["label-report", "--ranker", self.rankers()[name], "--candidates", path,
-                                             "--queries", self.cfg.data["train_queries"], "--corpus",
+                                             "--queries", self.train_queries, "--corpus",
                                              self.cfg.data["corpus"], *self.judge_args("train"), "--format", "json",
                                              "--cache-dir", self.p("emb-cache"), *scoring], capture=True)
             d = json.loads(text)
@@ -634,7 +676,7 @@ class Pipeline:
                          "than the first stage, so stage 2 has nothing to teach (--allow-weak-teacher trains it anyway)")
                 continue
             self.cmd("train-retriever", ["train-retriever", "--ranker", ranker, "--queries",
-                                         self.cfg.data["train_queries"], "--corpus", self.cfg.data["corpus"],
+                                         self.train_queries, "--corpus", self.cfg.data["corpus"],
                                          "--out", self.p(RETRIEVER_DIRS[name]), "--cache-dir", self.p("emb-cache"),
                                          "--eval-every", "0", *self.judge_args("train"), *options(sec)])
 
@@ -742,12 +784,12 @@ class Pipeline:
         for n in sizes:
             d = self.p("curve", f"gold-first-{n}")
             self.cmd("curve", ["train-ranker", "--corpus", self.cfg.data["corpus"], "--queries",
-                               self.cfg.data["train_queries"], "--label-source", "gold-first", "--candidates",
+                               self.train_queries, "--label-source", "gold-first", "--candidates",
                                self.p("candidates.jsonl"), *self.judge_args("train"), "--max-queries", n,
                                "--out", d / "ranker", *self._ranker_args()])
             sec = self._retriever_section()
             sec.pop("max_queries", None)
-            self.cmd("curve", ["train-retriever", "--ranker", d / "ranker", "--queries", self.cfg.data["train_queries"],
+            self.cmd("curve", ["train-retriever", "--ranker", d / "ranker", "--queries", self.train_queries,
                                "--corpus", self.cfg.data["corpus"], "--out", d / "retriever", "--max-queries", n,
                                "--cache-dir", self.p("emb-cache"), "--eval-every", "0", *self.judge_args("train"),
                                *options(sec)])
@@ -760,6 +802,11 @@ class Pipeline:
 
         path = write_report(self.work, self.manifest)
         self.say(f"report: {path}")
+
+
+def data_lines(path: Path) -> list[str]:
+    """The non-blank lines of a text file."""
+    return [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
 def _llm_keys(section: Mapping[str, Any]) -> set[str]:

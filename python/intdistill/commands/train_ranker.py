@@ -5,8 +5,9 @@ first stage does, so training can only add what the labels teach. The default, q
 of the first stage's query encoder against its frozen passage embeddings.
 
 The order learned comes from --label-source: llm (the LLM's permutations in --labels), gold-first
-(relevant candidates first, by --qrels or the answers in --queries), first-stage (the candidates' own
-order, a control) or random (a seeded shuffle). Sources other than llm read candidate lists from
+(relevant candidates first, by --qrels or the answers in --queries), source-first (generated queries: the
+passage each was written from first; --queries from `intdistill generate-queries`), first-stage (the
+candidates' own order, a control) or random (a seeded shuffle). Sources other than llm read candidate lists from
 --candidates or from the cands of --labels (to train on exactly the queries the LLM labelled).
 The trained ranker is written to --out (intdistill's Ranker.load restores it; its trainable part loads
 with sentence_transformers), with checkpoints/ (a rerun resumes), best/ and metrics.jsonl.
@@ -131,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(None, None, f"--label-source {args.label_source} needs --candidates FILE or --labels FILE")
     if args.label_source == "gold-first" and not args.qrels and not args.queries:
         raise DataError(None, None, "--label-source gold-first needs --qrels, or --queries with answers")
+    if args.label_source == "source-first" and not args.queries:
+        raise DataError(None, None, "--label-source source-first needs --queries: the generated queries file "
+                                    "(`intdistill generate-queries`), whose lines name their source passage")
 
     corpus = data.load_corpus(args.corpus)
     queries = data.load_queries(args.queries) if args.queries else None
@@ -147,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     lists, report = build_lists(
         args.label_source, {q: c for q, (_, c) in raw.items()}, corpus, {q: t for q, (t, _) in raw.items()},
         permutations=perms, qrels=qrels, queries=queries, seed=args.seed, top=args.listmle_top, where=source_path,
+        sources=data.load_sources(args.queries) if args.label_source == "source-first" else None,
     )
     print(report.line(), file=sys.stderr)
 

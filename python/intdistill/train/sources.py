@@ -12,6 +12,9 @@ source          permutation of a list with first-stage order ``0, 1, ..., n-1``
                 in first-stage order among themselves, then the others in first-stage order: e.g.
                 relevant = {2, 5} -> ``2, 5, 0, 1, 3, 4, ...``. A list with no relevant candidate keeps
                 the first-stage order (it is counted, see :class:`ListsReport`).
+``source-first`` generated queries (``intdistill generate-queries``): the passage the query was written from
+                first, the rest in first-stage order; when the first stage did not retrieve it, it is put
+                first and the list's last candidate gives way (counted). Learns that one place under "auto".
 ``first-stage`` the identity ``0, 1, ..., n-1`` (the control: learn the first stage's own order)
 ``random``      a shuffle seeded by ``(seed, qid)``: the same query gets the same shuffle whatever the
                 other queries, their order or ``max_queries``
@@ -42,7 +45,7 @@ from intdistill.data import DataError, Passage, Query
 logger = logging.getLogger(__name__)
 
 #: The label sources, in the order the CLI lists them.
-LABEL_SOURCES = ("llm", "gold-first", "first-stage", "random")
+LABEL_SOURCES = ("llm", "gold-first", "source-first", "first-stage", "random")
 
 
 class RankedList(NamedTuple):
@@ -66,12 +69,15 @@ class ListsReport:
     judged_by: str = ""  # gold-first: "qrels" or "answers"
     top: str = "all"  # which places are learned: "all", "relevant" (gold-first, auto) or "first K"
     n_left_out: int = 0  # lists that teach nothing under `top` (gold-first without a relevant candidate)
+    n_inserted: int = 0  # source-first: lists whose source passage the first stage missed (put first)
 
     def line(self) -> str:
         s = f"label source {self.source}: {self.n_lists} lists, {self.n_candidates} candidates; learns {self.top} places"
         if self.source == "gold-first":
             fate = "left out (nothing to learn)" if self.n_left_out else "kept in first-stage order"
             s += f"; judged by {self.judged_by}; {self.n_without_relevant} lists without a relevant candidate {fate}"
+        if self.source == "source-first":
+            s += f"; {self.n_inserted} source passages missed by the first stage were put first"
         return s
 
 
@@ -116,6 +122,7 @@ def build_lists(
     seed: int = 0,
     max_queries: int | None = None,
     top: int | str | None = "auto",
+    sources: Mapping[str, str] | None = None,
     where: str | None = None,
 ) -> tuple[list[RankedList], ListsReport]:
     """Training lists for ``source`` (one of :data:`LABEL_SOURCES`).
@@ -131,6 +138,7 @@ def build_lists(
         seed: ``random`` only.
         max_queries: keep the first N queries of ``lists`` (file order); None keeps all.
         top: the places learned: ``"auto"``, ``"all"`` (or None) or an int >= 1 (see the module docstring).
+        sources: ``source-first``: ``qid -> the passage the query was written from`` (in the corpus).
         where: the file the lists came from, named in errors.
 
     Raises:
@@ -167,6 +175,23 @@ def build_lists(
             if sorted(perms[q]) != list(range(len(lists[q]))):
                 raise DataError(where, None, f"query {q!r}: expected a permutation of 0..{len(lists[q]) - 1}, "
                                              f"got {list(perms[q])!r:.120}")
+    elif source == "source-first":
+        if sources is None:
+            raise DataError(None, None, "label source 'source-first' needs generated queries that name their "
+                                        "source passage (--queries from `intdistill generate-queries`)")
+        lists = dict(lists)
+        inserted = 0
+        for q in qids:
+            src = sources.get(q)
+            if src is None or src not in corpus:
+                raise DataError(where, None, f"source-first: query {q!r} names no source passage in the corpus "
+                                             f"(got {src!r}); expected generated queries with 'source'")
+            if src not in lists[q]:
+                lists[q] = [src, *list(lists[q])[: max(len(lists[q]) - 1, 0)]]
+                inserted += 1
+        relevant = {q: [d == sources[q] for d in lists[q]] for q in qids}
+        perms = {q: gold_first_permutation(relevant[q]) for q in qids}
+        judged_by = "the source passages"
     elif source == "first-stage":
         perms = {q: first_stage_permutation(len(lists[q])) for q in qids}
     elif source == "random":
@@ -177,7 +202,7 @@ def build_lists(
         n_without = sum(1 for q in qids if not any(relevant[q]))
     if isinstance(top, int):
         tops, what = {q: top for q in qids}, f"the first {top}"
-    elif top == "auto" and source == "gold-first":
+    elif top == "auto" and source in ("gold-first", "source-first"):
         tops, what = {q: sum(relevant[q]) for q in qids}, "the relevant candidates'"
     else:
         tops, what = {q: None for q in qids}, "all"
@@ -186,7 +211,7 @@ def build_lists(
         raise DataError(where, None, f"none of the {len(qids)} lists has a relevant candidate to learn")
     out = [RankedList(q, query_texts[q], tuple(lists[q]), perms[q], tops[q]) for q in kept]
     report = ListsReport(source, len(out), sum(len(r.cands) for r in out), n_without, judged_by, what,
-                         len(qids) - len(kept))
+                         len(qids) - len(kept), inserted if source == "source-first" else 0)
     return out, report
 
 

@@ -4,8 +4,9 @@
     python scripts/scifact_report.py [WORK_DIR] [--shared ../shared]
 
 Scores every finished variant's test run with `intdistill evaluate` (paired randomization tests against the
-base run), reads each ranker's re-ranking score on the test candidate lists from its metrics.jsonl, and the
-timings; writes WORK_DIR/results.md, WORK_DIR/sources.json, WORK_DIR/curve.json and WORK_DIR/curve.png.
+base run), shows each ranker's check (its order of the 100 held-out TRAINING lists vs the first stage's) and,
+for information only, its re-ranking of the base's test top 10, and the timings; writes WORK_DIR/results.md,
+WORK_DIR/sources.json, WORK_DIR/curve.json and WORK_DIR/curve.png.
 """
 
 from __future__ import annotations
@@ -22,14 +23,11 @@ from intdistill import cli
 from intdistill.report import comparison_table, plot_curve
 
 MEASURES = ["nDCG@10", "R@100"]
-SOURCES = ["gold-first-237", "llm-237", "first-stage-237", "gold-first-809"]
+SOURCES = ["gold-first-809", "first-stage-809", "llm-237"]
 SIZES = [100, 250, 500, 809]
 
 
-def evaluate(qrels: Path, runs: dict[str, Path]) -> dict:
-    argv = ["evaluate", "--qrels", str(qrels), "-m", *MEASURES, "--format", "json"]
-    for name, path in runs.items():
-        argv += ["--run", f"{name}={path}"]
+def _cli_json(argv: list[str]) -> dict:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = cli.main(argv)
@@ -38,12 +36,22 @@ def evaluate(qrels: Path, runs: dict[str, Path]) -> dict:
     return json.loads(buf.getvalue())
 
 
-def ranker_dev(work: Path, name: str) -> dict:
-    path = work / name / "ranker" / "metrics.jsonl"
+def evaluate(qrels: Path, runs: dict[str, Path]) -> dict:
+    argv = ["evaluate", "--qrels", str(qrels), "-m", *MEASURES, "--format", "json"]
+    for name, path in runs.items():
+        argv += ["--run", f"{name}={path}"]
+    return _cli_json(argv)
+
+
+def test_rerank(work: Path, name: str, shared: Path) -> dict:
+    """The ranker's order of the base's test top 10 (reported, never used to choose anything); cached."""
+    path = work / name / "test-rerank.json"
     if not path.is_file():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return rows[-1].get("dev", {}) if rows else {}
+        d = _cli_json(["label-report", "--ranker", str(work / name / "ranker"), "--candidates",
+                       str(work / "test-cands.jsonl"), "--qrels", str(shared / "data/scifact/qrels/test.tsv"),
+                       "--corpus", str(shared / "data/scifact"), "--cache-dir", "work/emb-cache", "--format", "json"])
+        path.write_text(json.dumps(d) + "\n")
+    return json.loads(path.read_text())
 
 
 def main(argv=None) -> int:
@@ -51,39 +59,51 @@ def main(argv=None) -> int:
     ap.add_argument("work", nargs="?", default="work/scifact-distill")
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[1].parent / "shared"))
     args = ap.parse_args(argv)
-    work = Path(args.work)
-    qrels = Path(args.shared) / "data/scifact/qrels/test.tsv"
-    done = {n for n in [*SOURCES, *(f"gold-first-{s}" for s in SIZES)] if (work / n / "test.trec").is_file()}
+    work, shared = Path(args.work), Path(args.shared)
+    qrels = shared / "data/scifact/qrels/test.tsv"
+    names = [*SOURCES, *(f"gold-first-{s}" for s in SIZES if s != 809)]
+    checked = [n for n in names if (work / n / "check.json").is_file()]
+    done = {n for n in names if (work / n / "test.trec").is_file()}
     out = ["# SciFact test: base vs distilled retrievers", ""]
+
+    out += ["## Ranker checks (100 held-out training lists) and test re-ranking (information only)", "",
+            "| ranker | held-out nDCG@10: first stage -> ranker | p | verdict | retriever trained | "
+            "test top-10 re-ranked: first stage -> ranker |", "| --- | --- | --- | --- | --- | --- |"]
+    for n in checked:
+        c = json.loads((work / n / "check.json").read_text())
+        m = c["main_measure"]
+        t = test_rerank(work, n, shared)
+        out.append(f"| {n} | {c['first_stage'][m]:.4f} -> {c['teacher'][m]:.4f} | {c['p_values'][m]:.4f} | "
+                   f"{c['verdict']} | {'yes' if n in done else 'no'} | "
+                   f"{t['first_stage'][m]:.4f} -> {t['teacher'][m]:.4f} |")
+    out.append("")
 
     runs = {"base": work / "base.trec", **{n: work / n / "test.trec" for n in SOURCES if n in done}}
     sources = evaluate(qrels, runs)
     (work / "sources.json").write_text(json.dumps(sources, indent=2) + "\n")
-    out += ["## Label sources (stage 2 on the ranker's training queries)", "", *comparison_table(sources), ""]
-    out += ["Ranker re-ranking the base top-10 of each test query (first-stage order: nDCG@10 0.6451):", "",
-            "| ranker | nDCG@10 | RR@10 |", "| --- | --- | --- |"]
-    for n in [*SOURCES, *(f"gold-first-{s}" for s in SIZES if s != 809)]:
-        if n in done:
-            d = ranker_dev(work, n)
-            out.append(f"| {n} | {d.get('nDCG@10', float('nan')):.4f} | {d.get('RR@10', float('nan')):.4f} |")
-    out.append("")
+    out += ["## Test retrieval (300 queries; stage 2 over all 809 train queries)", "", *comparison_table(sources), ""]
 
-    sizes = [s for s in SIZES if f"gold-first-{s}" in done]
+    key = {809: "gold-first-809"}
+    sizes = [s for s in SIZES if key.get(s, f"gold-first-{s}") in done]
     if sizes:
-        curve_runs = {"base": work / "base.trec", **{f"gold-first-{s}": work / f"gold-first-{s}" / "test.trec"
-                                                     for s in sizes}}
+        curve_runs = {"base": work / "base.trec",
+                      **{f"gold-first-{s}": work / key.get(s, f"gold-first-{s}") / "test.trec" for s in sizes}}
         curve = {"sizes": sizes, **evaluate(qrels, curve_runs)}
         (work / "curve.json").write_text(json.dumps(curve, indent=2) + "\n")
-        png = plot_curve(curve, work / "curve.png", "SciFact test, gold-first distillation (2-core CPU budget)")
+        png = plot_curve(curve, work / "curve.png", "SciFact test, gold-first distillation (2-core CPU)")
         out += ["## Gold-first training-set-size curve", "", *comparison_table(curve), "", f"![curve]({png.name})", ""]
 
     timings = work / "timings.tsv"
     if timings.is_file():
         out += ["## Wall-clock per stage (seconds, this machine)", "", "| stage | variant | seconds |",
                 "| --- | --- | --- |"]
+        total: dict[str, float] = {}
         with open(timings) as f:
             for row in csv.DictReader(f, delimiter="\t"):
                 out.append(f"| {row['stage']} | {row['name']} | {row['seconds']} |")
+                total[row["name"]] = total.get(row["name"], 0.0) + float(row["seconds"])
+        out += ["", "Per variant (ranker + check + retriever + test run): "
+                + ", ".join(f"{k} {v / 60:.1f} min" for k, v in total.items() if k in names)]
     (work / "results.md").write_text("\n".join(out) + "\n")
     print("\n".join(out))
     return 0

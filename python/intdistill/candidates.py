@@ -238,12 +238,14 @@ def encode_corpus(
     batch_size: int = 64,
     progress: bool = False,
     cache_dir: str | os.PathLike | None = None,
+    encode: Callable[[list[str]], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Passage embeddings float32 ``(len(corpus), dim)`` in corpus order.
 
     With ``cache_dir``, embeddings are kept as ``passages-<key>.npy`` (``allow_pickle=False``) where ``key``
     hashes the retriever's fingerprint (configuration and weights) and every (doc id, text): any change to
-    the model or the corpus gives a new key.
+    the model or the corpus gives a new key. ``encode(texts) -> embeddings`` replaces the retriever's own
+    ``encode_passages`` (e.g. sharded over ``torch.distributed`` ranks or Ray workers; same rows, same order).
     """
     ids = list(corpus)
     texts = [passage_text(corpus[d]) for d in ids]
@@ -260,10 +262,11 @@ def encode_corpus(
                 return emb
             logger.warning("cache %s has shape %s %s, expected (%d, %d) float32: re-encoding",
                            cache_file, emb.shape, emb.dtype, len(ids), retriever.dim)
-    emb = retriever.encode_passages(texts, batch_size=batch_size, progress=progress)
+    emb = (encode(texts) if encode is not None else
+           retriever.encode_passages(texts, batch_size=batch_size, progress=progress))
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(cache_file.stem + ".tmp.npy")
+        tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, emb, allow_pickle=False)
         os.replace(tmp, cache_file)
     return emb

@@ -9,7 +9,7 @@ Output directory ``cfg.out``::
     <model files>               the final model: the best epoch's by the dev metric, else the last epoch's
     best/                       the best epoch's model (when there is a dev set)
     checkpoints/epoch-N/        model/ (stage.save), optimizer.pt, rng.pt, trainer_state.json
-    metrics.jsonl               one line per epoch: train loss, learning rate, seconds, dev measures
+    metrics.jsonl               one line per epoch: train loss (and each step's), learning rate, seconds, dev measures
     train_summary.json          epochs, steps, best epoch and metric, the configuration
 
 Policies:
@@ -173,16 +173,30 @@ def train(stage: Stage, cfg: TrainConfig) -> TrainResult:
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
+    from intdistill.train import distributed
+
     out = Path(cfg.out)
-    device = resolve_device(cfg.device)
+    dist, device = distributed.setup(resolve_device(cfg.device))
     amp_dtype = resolve_precision(cfg.precision, device)
     seed_everything(cfg.seed)
     model = stage.model.to(device)
     examples = list(stage.examples())
     if not examples:
         raise DataError(None, None, f"{stage.name}: expected at least one training query, got none")
-    per_step = cfg.batch_size * cfg.grad_accum
+    # a step: batch_size * grad_accum queries on each of the world's processes (one process: world = 1)
+    per_step = cfg.batch_size * cfg.grad_accum * dist.world
     steps_per_epoch = math.ceil(len(examples) / per_step)
+    progress = cfg.progress and dist.main
+    net = None
+    if dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # BERT's pooler is unused by mean pooling and a ranker's frozen tower has no gradient: find_unused
+        net = DistributedDataParallel(_StageLoss(stage), device_ids=[device] if device.type == "cuda" else None,
+                                      find_unused_parameters=True)
+        if dist.main:
+            print(f"{stage.name}: {dist.world} processes; effective batch {per_step} queries a step "
+                  f"({cfg.batch_size} per pass x {cfg.grad_accum} passes x {dist.world} processes)", file=sys.stderr)
     total_steps = steps_per_epoch * cfg.epochs
 
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, lr=cfg.lr, head_lr=cfg.head_lr), lr=cfg.lr)
@@ -196,8 +210,10 @@ def train(stage: Stage, cfg: TrainConfig) -> TrainResult:
     ckpt_root = out / "checkpoints"
     latest = latest_checkpoint(ckpt_root)
     if latest is not None and cfg.resume is False:
-        logger.warning("%s: --no-resume: removing the old checkpoints in %s", stage.name, ckpt_root)
-        shutil.rmtree(ckpt_root)
+        if dist.main:
+            logger.warning("%s: --no-resume: removing the old checkpoints in %s", stage.name, ckpt_root)
+            shutil.rmtree(ckpt_root)
+        dist.barrier()
         latest = None
     elif latest is None and cfg.resume is True:
         raise DataError(ckpt_root, None, "resume: expected a complete checkpoint (epoch-N), found none")
@@ -211,14 +227,17 @@ def train(stage: Stage, cfg: TrainConfig) -> TrainResult:
         _set_rng(st["rng"], torch.load(latest / "rng.pt", weights_only=True))
         stage.load_state(st["stage"])
         epoch, step, best_epoch, best_metric = st["epoch"], st["step"], st["best_epoch"], st["best_metric"]
-        if best_epoch == epoch:  # a kill between the checkpoint and its copy to best/ leaves best/ stale
+        if best_epoch == epoch and dist.main:  # a kill between the checkpoint and its copy to best/ leaves it stale
             _replace_dir(latest / "model", out / "best")
-        print(f"{stage.name}: resuming from {latest} (epoch {epoch}, step {step})", file=sys.stderr)
+        if dist.main:
+            print(f"{stage.name}: resuming from {latest} (epoch {epoch}, step {step})", file=sys.stderr)
     history = _read_history(out / "metrics.jsonl", upto=epoch)
-    out.mkdir(parents=True, exist_ok=True)
-    if epoch == 0 and (out / "best").is_dir():  # left by an earlier run: not this run's best
-        shutil.rmtree(out / "best")
-    _write_jsonl(out / "metrics.jsonl", history)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if epoch == 0 and (out / "best").is_dir():  # left by an earlier run: not this run's best
+            shutil.rmtree(out / "best")
+        _write_jsonl(out / "metrics.jsonl", history)
+    dist.barrier()
     resumed_from = epoch
 
     while epoch < cfg.epochs:
@@ -228,19 +247,24 @@ def train(stage: Stage, cfg: TrainConfig) -> TrainResult:
             stage.start_epoch(epoch)
         model.train()
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(examples))
-        loss_sum, seen = 0.0, 0
+        loss_sum, seen, step_losses = 0.0, 0, []
         bar = tqdm(total=steps_per_epoch, desc=f"{stage.name} epoch {epoch}/{cfg.epochs}", unit="step",
-                   file=sys.stderr, disable=not cfg.progress, dynamic_ncols=True)
+                   file=sys.stderr, disable=not progress, dynamic_ncols=True)
         for s in range(0, len(order), per_step):
             step_qids = [examples[i] for i in order[s : s + per_step]]
-            loss_sum += train_step(stage, step_qids, optimizer, scheduler, scaler, batch_size=cfg.batch_size,
-                                   max_grad_norm=cfg.max_grad_norm, device=device, amp_dtype=amp_dtype) * len(step_qids)
+            mine = list(distributed.shard(step_qids, dist))  # this process's part of the step
+            part = train_step(stage, mine, optimizer, scheduler, scaler, batch_size=cfg.batch_size,
+                              max_grad_norm=cfg.max_grad_norm, device=device, amp_dtype=amp_dtype,
+                              n_total=len(step_qids), net=net, world=dist.world, fallback=step_qids[:1])
+            step_sum = distributed.all_sum([part * len(mine)], dist)[0]
+            step_losses.append(round(step_sum / len(step_qids), 6))
+            loss_sum += step_sum
             seen += len(step_qids)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
         bar.close()
-        record = {"epoch": epoch, "step": step, "train_loss": loss_sum / seen,
+        record = {"epoch": epoch, "step": step, "train_loss": loss_sum / seen, "step_losses": step_losses,
                   "lr": scheduler.get_last_lr()[0], "train_seconds": round(time.perf_counter() - t0, 3)}
 
         is_best = False
@@ -255,42 +279,75 @@ def train(stage: Stage, cfg: TrainConfig) -> TrainResult:
                 if is_best:
                     best_epoch, best_metric = epoch, float(dev[cfg.metric])
                 record["best"] = is_best
-                print(f"{stage.name} epoch {epoch}: dev {_fmt(dev)}" + ("  (best)" if is_best else ""), file=sys.stderr)
+                if dist.main:
+                    print(f"{stage.name} epoch {epoch}: dev {_fmt(dev)}" + ("  (best)" if is_best else ""),
+                          file=sys.stderr)
         history.append(record)
 
-        ckpt = _save_checkpoint(
-            ckpt_root, epoch, stage, optimizer,
-            {"epoch": epoch, "step": step, "best_epoch": best_epoch, "best_metric": best_metric,
-             "config": asdict(cfg), "fingerprint": fingerprint, "scheduler": scheduler.state_dict(),
-             "scaler": scaler.state_dict() if scaler.is_enabled() else None, "stage": stage.state()},
-        )
-        if is_best:
-            _replace_dir(ckpt / "model", out / "best")
-        _write_jsonl(out / "metrics.jsonl", history)  # after the checkpoint: a resume rewrites it from there
-        _prune(ckpt_root, cfg.keep_checkpoints)
+        if dist.main:  # rank 0 alone writes; the others wait for the checkpoint to be complete
+            ckpt = _save_checkpoint(
+                ckpt_root, epoch, stage, optimizer,
+                {"epoch": epoch, "step": step, "best_epoch": best_epoch, "best_metric": best_metric,
+                 "config": asdict(cfg), "fingerprint": fingerprint, "scheduler": scheduler.state_dict(),
+                 "scaler": scaler.state_dict() if scaler.is_enabled() else None, "stage": stage.state()},
+            )
+            if is_best:
+                _replace_dir(ckpt / "model", out / "best")
+            _write_jsonl(out / "metrics.jsonl", history)  # after the checkpoint: a resume rewrites it from there
+            _prune(ckpt_root, cfg.keep_checkpoints)
+        dist.barrier()
 
-    if best_epoch is not None and (out / "best").is_dir():
-        stage.restore(out / "best")
-    stage.save(out)
-    summary = {"epochs": epoch, "steps": step, "steps_per_epoch": steps_per_epoch, "resumed_from": resumed_from,
-               "best_epoch": best_epoch, "best_metric": best_metric, "metric": cfg.metric,
-               "final_model": "best" if best_epoch is not None else "last", "config": asdict(cfg)}
-    _atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+    if dist.main:
+        if best_epoch is not None and (out / "best").is_dir():
+            stage.restore(out / "best")
+        stage.save(out)
+        summary = {"epochs": epoch, "steps": step, "steps_per_epoch": steps_per_epoch, "resumed_from": resumed_from,
+                   "best_epoch": best_epoch, "best_metric": best_metric, "metric": cfg.metric,
+                   "final_model": "best" if best_epoch is not None else "last", "config": asdict(cfg),
+                   "world_size": dist.world, "effective_batch": per_step}
+        _atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+    dist.barrier()
     return TrainResult(out, epoch, step, resumed_from, best_epoch, best_metric, tuple(history))
 
 
+class _StageLoss(torch.nn.Module):
+    """``stage.loss`` as a module, so ``DistributedDataParallel`` sees one forward per pass (a stage's loss runs
+    several chunked forwards of its model) and owns the model's parameters."""
+
+    def __init__(self, stage: Stage):
+        super().__init__()
+        self.model = stage.model
+        self._stage = [stage]  # not a submodule
+
+    def forward(self, qids: Sequence[str]) -> torch.Tensor:
+        return self._stage[0].loss(qids)
+
+
 def train_step(stage: Stage, qids: Sequence[str], optimizer, scheduler, scaler, *, batch_size: int,
-               max_grad_norm: float, device: torch.device, amp_dtype: torch.dtype | None) -> float:
+               max_grad_norm: float, device: torch.device, amp_dtype: torch.dtype | None, n_total: int | None = None,
+               net=None, world: int = 1, fallback: Sequence[str] = ()) -> float:
     """One optimizer step over ``qids``: forward/backward passes of ``batch_size`` queries with gradients
-    accumulated (each pass weighted by its share of ``qids``, so the step's gradient is that of the mean
-    loss), clipping, optimizer, scheduler. Returns the mean loss over ``qids``."""
+    accumulated (each pass weighted by its share of the step's ``n_total`` queries, so the step's gradient is
+    that of the mean loss), clipping, optimizer, scheduler. Returns the mean loss over ``qids``.
+
+    With ``net`` (the stage's loss under ``DistributedDataParallel``, ``world`` processes), ``qids`` is this
+    process's part of the step: each pass is weighted by ``world * len(pass) / n_total`` so DDP's average of
+    the processes' gradients is the gradient of the whole step's mean loss; gradients are all-reduced on the
+    last pass only (``no_sync`` before). A process with no query in the step runs one zero-weight pass on
+    ``fallback`` so the all-reduce still happens."""
+    n_total = n_total or len(qids)
+    micros = [list(qids[m : m + batch_size]) for m in range(0, len(qids), batch_size)] or [None]
     total = 0.0
-    for m in range(0, len(qids), batch_size):
-        micro = qids[m : m + batch_size]
-        with autocast(device, amp_dtype):
-            loss = stage.loss(micro)
-        scaler.scale(loss * (len(micro) / len(qids))).backward()
-        total += float(loss.detach()) * len(micro)
+    for i, micro in enumerate(micros):
+        sync_later = net is not None and i < len(micros) - 1
+        with net.no_sync() if sync_later else nullcontext():
+            with autocast(device, amp_dtype):
+                batch = micro if micro is not None else list(fallback)
+                loss = net(batch) if net is not None else stage.loss(batch)
+            weight = world * len(micro) / n_total if micro is not None else 0.0
+            scaler.scale(loss * weight).backward()
+        if micro is not None:
+            total += float(loss.detach()) * len(micro)
     scaler.unscale_(optimizer)
     if max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(stage.model.parameters(), max_grad_norm)
@@ -298,7 +355,7 @@ def train_step(stage: Stage, qids: Sequence[str], optimizer, scheduler, scaler, 
     scaler.update()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return total / len(qids)
+    return total / max(len(qids), 1)
 
 
 def forward_chunk_size(device: torch.device) -> int:

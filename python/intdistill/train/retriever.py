@@ -280,6 +280,16 @@ class RetrieverStage(Stage):
         return h.hexdigest()
 
     # ------------------------------------------------------------------ mining and the teacher
+    def _encode_passages(self, texts: list[str]) -> np.ndarray:
+        """Passage embeddings by the current weights; under ``torchrun`` each process encodes its share and the
+        shares are gathered (:mod:`intdistill.train.distributed`), so no process encodes the whole corpus."""
+        from intdistill.train import distributed
+
+        dist = distributed.current()
+        part = self.model.encode_passages(list(distributed.shard(texts, dist)), batch_size=self.batch_size,
+                                          progress=self.progress and dist.main)
+        return distributed.gather_rows(part, dist)
+
     def corpus_embeddings(self) -> np.ndarray:
         """Passage embeddings ``(n_passages, dim)`` by the current weights (reused until the next loss())."""
         if self._corpus_emb is None or self._corpus_emb[0] != self._version:
@@ -288,10 +298,10 @@ class RetrieverStage(Stage):
 
                 with torch.autocast(self.model.device.type, enabled=False):  # the cache holds fp32 encodings
                     emb = encode_corpus(self.model, self.corpus, batch_size=self.batch_size,
-                                        progress=self.progress, cache_dir=self.cache_dir)
+                                        progress=self.progress, cache_dir=self.cache_dir,
+                                        encode=self._encode_passages)
             else:
-                texts = [self.corpus[d].full_text() for d in self.doc_ids]
-                emb = self.model.encode_passages(texts, batch_size=self.batch_size, progress=self.progress)
+                emb = self._encode_passages([self.corpus[d].full_text() for d in self.doc_ids])
             self._corpus_emb = (self._version, emb)
         return self._corpus_emb[1]
 
@@ -313,16 +323,22 @@ class RetrieverStage(Stage):
         self._score_teacher()
 
     def _score_teacher(self) -> None:
+        from intdistill.train import distributed
+
+        dist = distributed.current()
         todo = [(q, d) for q, c in self.cands.items() for d in c if (q, d) not in self.cache]
+        if dist.active:  # the processes' caches may differ (rank 0's is on disk): score the union, on every rank
+            todo = sorted(set(distributed.gather_objects(todo, dist)))
         if not todo:
             return
         self.teacher.to(self.model.device)
         if hasattr(self.teacher, "prime_corpus"):  # a frozen passage tower: the first stage's cached encoding
             self.teacher.prime_corpus(self.corpus, (d for _, d in todo), cache_dir=self.cache_dir,
                                       batch_size=self.batch_size, progress=self.progress)
-        pairs = [(self.queries[q], self.corpus[d].full_text()) for q, d in todo]
-        scores = self.teacher.score_pairs(pairs, batch_size=self.batch_size, progress=self.progress)
-        self.cache.put((q, d, s) for (q, d), s in zip(todo, scores.tolist()))
+        mine = list(distributed.shard(todo, dist))  # under torchrun: each process scores its share
+        pairs = [(self.queries[q], self.corpus[d].full_text()) for q, d in mine]
+        scores = self.teacher.score_pairs(pairs, batch_size=self.batch_size, progress=self.progress and dist.main)
+        self.cache.put(distributed.gather_objects([(q, d, s) for (q, d), s in zip(mine, scores.tolist())], dist))
 
 
 def train_retriever(
@@ -351,7 +367,9 @@ def train_retriever(
     seed_everything(cfg.seed)
     student = Retriever.load(retriever, device=resolve_device(cfg.device))
     key = module_fingerprint(teacher, teacher.max_length)
-    cache = TeacherCache(cache_path or Path(cfg.out) / "teacher_scores.sqlite", teacher_key=key)
+    # under torchrun, rank 0 alone keeps the SQLite file; the others hold the (gathered) scores in memory
+    main = int(os.environ.get("RANK", "0") or 0) == 0
+    cache = TeacherCache((cache_path or Path(cfg.out) / "teacher_scores.sqlite") if main else None, teacher_key=key)
     try:
         stage = RetrieverStage(student, teacher, queries, corpus, n_candidates=n_candidates, refresh=refresh,
                                tau_student=tau_student, tau_teacher=tau_teacher, cache=cache, dev=dev,

@@ -282,16 +282,19 @@ def first_stage(
     batch_size: int = 64,
     progress: bool = False,
     cache_dir: str | os.PathLike | None = None,
+    encode: Callable[[list[str]], np.ndarray] | None = None,
 ) -> Candidates:
     """Top-``n`` passages per query by the retriever's score (inner product of embeddings, i.e. cosine
-    when the retriever normalises), by exact search over the whole corpus."""
+    when the retriever normalises), by exact search over the whole corpus. ``encode``: see
+    :func:`encode_corpus` (e.g. Ray workers)."""
     if not corpus:
         raise ValueError("corpus is empty: expected at least one passage")
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(corpus):
         raise ValueError(f"n: expected an int in [1, {len(corpus)}] (the corpus size), got {n!r}")
     doc_ids = list(corpus)
     passage_emb = encode_corpus(
-        retriever, corpus, passage_text=passage_text, batch_size=batch_size, progress=progress, cache_dir=cache_dir
+        retriever, corpus, passage_text=passage_text, batch_size=batch_size, progress=progress, cache_dir=cache_dir,
+        encode=encode,
     )
     qids = list(queries)
     if not qids:

@@ -204,14 +204,16 @@ class DenseIndex:
         target_recall: float | None = None,
         passage_text: Callable[[Passage], str] = Passage.full_text,
         cache_dir: str | os.PathLike | None = None,
+        encode: Callable[[list[str]], np.ndarray] | None = None,
     ) -> "DenseIndex":
         """Encode ``corpus`` with ``retriever`` (:func:`intdistill.candidates.encode_corpus`) and index it.
 
         ``metric=None`` follows the retriever's own score: ``"cos"`` when it normalises, else ``"ip"``.
         A corpus loaded from a file (``intdistill.data.load_corpus``: its ``source``) is recorded as ``corpus_path``.
         ``check_queries``: query embeddings ``(nq, dim)`` for the recall check (else passages are sampled);
-        ``check_sample=0`` skips the check; ``target_recall`` (see :meth:`from_embeddings`) needs it. Raises
-        ``ValueError`` on an empty corpus.
+        ``check_sample=0`` skips the check; ``target_recall`` (see :meth:`from_embeddings`) needs it. ``encode``:
+        see :func:`intdistill.candidates.encode_corpus` (e.g. Ray workers). Raises ``ValueError`` on an empty
+        corpus.
         """
         from intdistill.candidates import encode_corpus
 
@@ -224,7 +226,7 @@ class DenseIndex:
                            "is cos: rankings will differ from the retriever's own", retriever.name)
         t0 = time.perf_counter()
         emb = encode_corpus(retriever, corpus, passage_text=passage_text, batch_size=batch_size,
-                            progress=progress, cache_dir=cache_dir)
+                            progress=progress, cache_dir=cache_dir, encode=encode)
         encode_seconds = time.perf_counter() - t0
         name = retriever.name
         path = os.path.abspath(os.path.expanduser(name)) if name and os.path.isdir(os.path.expanduser(name)) else ""

@@ -12,7 +12,14 @@ import logging
 import sys
 import time
 
-from intdistill.commands.common import add_encoding_args, add_query_selection_args, positive_int, select_queries
+from intdistill.commands.common import (
+    add_encoding_args,
+    add_query_selection_args,
+    add_ray_arg,
+    positive_int,
+    ray_encoder,
+    select_queries,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qrels", default=None, help="only use queries judged in these qrels (TREC or BEIR TSV)")
     add_query_selection_args(parser)
     add_encoding_args(parser)
+    add_ray_arg(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     retriever = Retriever.load(args.retriever, device=args.device)
     t1 = time.perf_counter()
     cands = first_stage(retriever, corpus, queries, args.n, batch_size=args.batch_size, progress=True,
-                        cache_dir=args.cache_dir)
+                        cache_dir=args.cache_dir, encode=ray_encoder(args, retriever))
     t2 = time.perf_counter()
     if args.out.endswith(RUN_SUFFIXES):
         data.save_run(cands.to_run(), args.out)

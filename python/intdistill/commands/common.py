@@ -37,6 +37,23 @@ def add_encoding_args(parser) -> None:
                         help="keep passage embeddings here as .npy, keyed by retriever weights and corpus text")
 
 
+def add_ray_arg(parser) -> None:
+    """``--ray [ADDRESS]``: Ray workers encode the corpus, Ray actors send the LLM calls (intdistill.ray_backend)."""
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="use Ray: workers encode the corpus, actors send the LLM calls, one per --llm-base-url "
+                             "(ADDRESS: auto = the running cluster, ray://HOST:10001; alone: a Ray on this machine); "
+                             "needs intdistill[distributed]")
+
+
+def ray_encoder(args, retriever):
+    """The ``encode`` of :func:`intdistill.candidates.encode_corpus` for ``--ray`` (None without it)."""
+    if getattr(args, "ray", None) is None:
+        return None
+    from intdistill.ray_backend import encoder
+
+    return encoder(retriever, args.ray, batch_size=args.batch_size)
+
+
 def add_index_args(parser) -> None:
     """Options of commands that search an index built by `intdistill index` (see :func:`open_index`)."""
     parser.add_argument("--index", required=True, help="index directory written by `intdistill index`")
@@ -144,7 +161,9 @@ def add_llm_args(parser, *, cache_default: str | None = None) -> None:
     g.add_argument("--llm", metavar="SPEC",
                    help="local:PATH.gguf or local:NAME (see `intdistill llm list`) starts llama.cpp on 127.0.0.1; "
                         "or an http(s) base URL")
-    g.add_argument("--llm-base-url", metavar="URL", help="e.g. https://api.openai.com/v1, http://127.0.0.1:8000/v1")
+    g.add_argument("--llm-base-url", metavar="URL", action="append",
+                   help="e.g. https://api.openai.com/v1, http://127.0.0.1:8000/v1; give it several times to fan the "
+                        "calls out over several endpoints serving the same model (the cache and budget stay one)")
     g.add_argument("--llm-model", metavar="NAME", help="model name the endpoint expects")
     g.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
                    help="environment variable holding the API key (default OPENAI_API_KEY; none needed locally)")
@@ -182,7 +201,7 @@ def open_llm(args):
         elif args.llm_base_url:
             if not args.llm_model:
                 raise DataError(None, None, "--llm-base-url needs --llm-model (the model name the endpoint serves)")
-            base_url, model = args.llm_base_url, args.llm_model
+            base_url, model = args.llm_base_url[0], args.llm_model
         else:
             raise DataError(None, None, "no LLM endpoint: give --llm local:NAME|PATH|URL, or --llm-base-url and --llm-model")
         local = args.llm is not None and server is not None
@@ -193,19 +212,28 @@ def open_llm(args):
         cache = LLMCache(args.cache) if args.cache else None
         if cache is None:
             print("warning: no --cache: LLM answers are not kept for reruns", file=sys.stderr)
-        client = LLMClient(
-            base_url,
-            model,
-            api_key_env=args.api_key_env,
-            timeout=timeout,
-            max_retries=args.max_retries,
-            max_concurrency=concurrency,
-            cache=cache,
-            max_calls=args.max_calls,
-            max_cost=args.max_cost,
-            price_in_per_m=args.price_in,
-            price_out_per_m=args.price_out,
-        )
+        common = dict(api_key_env=args.api_key_env, timeout=timeout, max_retries=args.max_retries,
+                      price_in_per_m=args.price_in, price_out_per_m=args.price_out)
+        urls = list(args.llm_base_url or [base_url]) if not args.llm else [base_url]
+        ray_address = getattr(args, "ray", None)
+        if len(urls) == 1 and ray_address is None:
+            client = LLMClient(base_url, model, max_concurrency=concurrency, cache=cache, max_calls=args.max_calls,
+                               max_cost=args.max_cost, **common)
+        else:
+            from intdistill.llm.fanout import FanOutClient
+
+            senders = None
+            if ray_address is not None:
+                from intdistill.ray_backend import RayEndpoints
+
+                endpoints = RayEndpoints(ray_address, urls, model, concurrency=concurrency, **common)
+                stack.callback(endpoints.close)
+                senders = [endpoints.sender(i) for i in range(len(urls))]
+            client = FanOutClient(urls, model, senders=senders, per_endpoint_concurrency=concurrency, cache=cache,
+                                  max_calls=args.max_calls, max_cost=args.max_cost, **common)
+            print(f"fanning out over {len(urls)} endpoints" + (f" from Ray actors ({ray_address})"
+                                                                if ray_address else ""), file=sys.stderr)
+        stack.callback(client.close)
         yield client
 
 

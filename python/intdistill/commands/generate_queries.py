@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from intdistill.commands.common import add_encoding_args, add_llm_args, open_llm, positive_int
+from intdistill.commands.common import add_encoding_args, add_llm_args, add_ray_arg, open_llm, positive_int, ray_encoder
 
 
 def configure(p) -> None:
@@ -37,6 +37,7 @@ def configure(p) -> None:
     f.add_argument("--retriever", default=None, help="first stage for --filter-top (default: bundled all-MiniLM-L6-v2)")
     add_encoding_args(f)
     add_llm_args(p, cache_default=None)
+    add_ray_arg(p)
 
 
 def run(args) -> int:
@@ -55,7 +56,7 @@ def run(args) -> int:
 
             retriever = Retriever.load(args.retriever, device=args.device)
             emb = encode_corpus(retriever, corpus, batch_size=args.batch_size, progress=sys.stderr.isatty(),
-                                cache_dir=args.cache_dir)
+                                cache_dir=args.cache_dir, encode=ray_encoder(args, retriever))
             ids, _ = exact_search(retriever.encode_queries(texts, batch_size=args.batch_size), emb,
                                   min(args.filter_top, len(corpus)), metric="ip")
             docids = list(corpus)

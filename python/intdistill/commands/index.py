@@ -12,7 +12,7 @@ import random
 import sys
 import time
 
-from intdistill.commands.common import add_encoding_args, non_negative_int, positive_int
+from intdistill.commands.common import add_encoding_args, add_ray_arg, non_negative_int, positive_int, ray_encoder
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="double --expansion-search (up to 4096) until the recall check reaches R, e.g. 0.98; "
                              "the ef found is saved with the index (large indexes need more than the default)")
     add_encoding_args(parser)
+    add_ray_arg(parser)
 
 
 def _unit_interval(text: str) -> float:
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         retriever, corpus, metric=args.metric, dtype=args.dtype, connectivity=args.connectivity,
         expansion_add=args.expansion_add, expansion_search=args.expansion_search, batch_size=args.batch_size,
         progress=True, check_sample=args.check_sample, check_queries=check_queries, seed=args.seed,
-        cache_dir=args.cache_dir, target_recall=args.target_recall,
+        cache_dir=args.cache_dir, target_recall=args.target_recall, encode=ray_encoder(args, retriever),
     )
     out = index.save(args.out)
     t2 = time.perf_counter()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from intdistill.commands.common import add_llm_args, open_llm
+from intdistill.commands.common import add_llm_args, add_ray_arg, open_llm
 
 
 def configure(p) -> None:
@@ -30,6 +30,7 @@ def configure(p) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max-tokens", type=int, help="new tokens per call (default: 6 per candidate + 16)")
     add_llm_args(p, cache_default=None)
+    add_ray_arg(p)
 
 
 def run(args) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from intdistill.commands.common import (add_index_args, add_llm_args, add_query_selection_args, index_corpus,
+from intdistill.commands.common import (add_index_args, add_llm_args, add_query_selection_args, add_ray_arg, index_corpus,
                                         open_index, open_llm, positive_int, select_queries)
 
 
@@ -53,6 +53,7 @@ def configure(parser) -> None:
     add_reader_args(parser)
     add_index_args(parser)
     add_llm_args(parser, cache_default=None)
+    add_ray_arg(parser)
 
 
 def _fmt(value) -> str:

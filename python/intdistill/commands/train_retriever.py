@@ -55,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "--cache-dir` (skips the first corpus pass when already there)")
     parser.add_argument("--teacher-cache", default=None,
                         help="SQLite cache of ranker scores (default OUT/teacher_scores.sqlite)")
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="encode the corpus for mining and dev retrieval on Ray workers (auto: the running "
+                             "cluster; alone: a Ray on this machine); needs intdistill[distributed]")
     d = parser.add_argument_group("dev evaluation (retrieval over the whole corpus each epoch, keep the best)")
     d.add_argument("--dev-qrels", help="dev judgements; dev queries = those judged here")
     d.add_argument("--dev-queries", help="dev queries (default: --queries); with answers and no --dev-qrels, Acc@k")
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         teacher, queries, corpus, cfg, retriever=args.retriever, n_candidates=args.n_candidates,
         refresh=args.refresh, tau_student=args.tau_student, tau_teacher=args.tau_teacher,
         cache_path=args.teacher_cache, dev=dev, train_max_length=args.max_length, cache_dir=args.cache_dir,
+        ray=args.ray,
     )
     best = (f"; best epoch {result.best_epoch} ({cfg.metric} {result.best_metric:.4f})"
             if result.best_epoch is not None else "")

@@ -427,9 +427,11 @@ class LLMClient:
         if response.status_code >= 400:
             log.debug("%s: HTTP %d", self.endpoint, response.status_code)
 
-    def _call(self, req: ChatRequest) -> ChatResult:
-        """Send ``req`` (budget already reserved), store and count the outcome. A malformed HTTP 200 is
-        asked again (up to ``max_retries`` times, with backoff); other errors were retried by the SDK."""
+    def send(self, req: ChatRequest) -> tuple[ChatResult, int, int]:
+        """Send ``req`` to this endpoint: ``(result, retries, malformed)``. No cache, budget or ledger: the
+        caller keeps those (``_call`` here; the fan-out client on Ray's driver). A malformed HTTP 200 is asked
+        again (up to ``max_retries`` times, with backoff); other errors were retried by the SDK. An
+        ``LLMError`` carries ``retries`` and ``malformed``."""
         st = self._state
         key = req.key()
         t0 = time.perf_counter()
@@ -448,20 +450,31 @@ class LLMClient:
                     # ours carries the cause (redacted) instead.
                     raise self._map_error(e, max(st.attempts, 1)) from None
                 retries += max(st.attempts - 1, 0)
-                latency = time.perf_counter() - t0
                 try:
-                    result = self._parse(body, key, latency, max(st.attempts, 1))
-                    break
+                    return self._parse(body, key, time.perf_counter() - t0, max(st.attempts, 1)), retries, malformed
                 except LLMBadResponse as bad:
                     malformed += 1
                     self._note_malformed(bad)
                     if malformed > self.max_retries:
-                        bad.retries = retries
                         raise
                     retries += 1
                     time.sleep(retry_delay(malformed - 1, self.retry_delay_s))
         except LLMError as err:
-            err.retries = retries
+            err.retries, err.malformed = retries, malformed
+            err.latency_s = time.perf_counter() - t0
+            raise
+
+    def _send(self, req: ChatRequest) -> tuple[ChatResult, int, int]:
+        """Where ``_call`` sends a request: this endpoint (a fan-out client overrides it)."""
+        return self.send(req)
+
+    def _call(self, req: ChatRequest) -> ChatResult:
+        """Send ``req`` (budget already reserved), store and count the outcome."""
+        t0 = time.perf_counter()
+        try:
+            result, retries, malformed = self._send(req)
+        except LLMError as err:
+            retries, malformed = err.retries, getattr(err, "malformed", 0)
             self._add(failures=1, retries=retries, malformed=malformed)
             if self.cache is not None:
                 self.cache.record_failure(req, error=type(err).__name__, retries=retries,
@@ -475,8 +488,8 @@ class LLMClient:
                            malformed=malformed)
         self._add(retries=retries, prompt_tokens=result.prompt_tokens or 0,
                   completion_tokens=result.completion_tokens or 0, cost=cost, malformed=malformed)
-        log.debug("%s: answer %s in %.2f s (%d retries, %s/%s tokens)", self.endpoint, key[:12], result.latency_s,
-                  retries, result.prompt_tokens, result.completion_tokens)
+        log.debug("%s: answer %s in %.2f s (%d retries, %s/%s tokens)", self.endpoint, req.key()[:12],
+                  result.latency_s, retries, result.prompt_tokens, result.completion_tokens)
         return result
 
     def _note_malformed(self, bad: LLMBadResponse) -> None:

@@ -178,7 +178,7 @@ class RetrieverStage(Stage):
                  n_candidates: int = 20, refresh: int = 1, tau_student: float = 0.05, tau_teacher: float = 1.0,
                  cache: TeacherCache | None = None, dev: RetrievalDev | None = None, batch_size: int = 64,
                  forward_chunk: int | None = None, progress: bool = True, train_max_length: int | None = None,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, ray: str | None = None):
         if getattr(retriever.tokenizer, "padding_side", "right") != "right":
             raise ValueError("expected a tokenizer that pads on the right, "
                              f"got padding_side={retriever.tokenizer.padding_side!r}")
@@ -213,6 +213,7 @@ class RetrieverStage(Stage):
         self.progress = progress
         self.train_max_length = train_max_length
         self.cache_dir = cache_dir
+        self.ray = ray  # a Ray address: corpus encodings on Ray workers (intdistill.ray_backend)
         self.cands: dict[str, tuple[str, ...]] | None = None  # qid -> mined candidate ids, best first
         self._version = 0  # bumped by every loss(): the weights may change after it
         self._corpus_emb: tuple[int, np.ndarray] | None = None
@@ -283,6 +284,10 @@ class RetrieverStage(Stage):
     def _encode_passages(self, texts: list[str]) -> np.ndarray:
         """Passage embeddings by the current weights; under ``torchrun`` each process encodes its share and the
         shares are gathered (:mod:`intdistill.train.distributed`), so no process encodes the whole corpus."""
+        if self.ray is not None:  # the current weights go to the workers for each corpus pass
+            from intdistill.ray_backend import encoder
+
+            return encoder(self.model, self.ray, batch_size=self.batch_size)(texts)
         from intdistill.train import distributed
 
         dist = distributed.current()
@@ -356,6 +361,7 @@ def train_retriever(
     dev: RetrievalDev | None = None,
     train_max_length: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    ray: str | None = None,
 ) -> TrainResult:
     """Stage 2 end to end: load the student (``retriever``: a checkpoint path or hub name; None = the
     bundled all-MiniLM-L6-v2), distil ``teacher`` (a :class:`~intdistill.models.Ranker`) into it over
@@ -373,7 +379,8 @@ def train_retriever(
     try:
         stage = RetrieverStage(student, teacher, queries, corpus, n_candidates=n_candidates, refresh=refresh,
                                tau_student=tau_student, tau_teacher=tau_teacher, cache=cache, dev=dev,
-                               progress=cfg.progress, train_max_length=train_max_length, cache_dir=cache_dir)
+                               progress=cfg.progress, train_max_length=train_max_length, cache_dir=cache_dir,
+                               ray=ray)
         return train(stage, cfg)
     finally:
         cache.close()

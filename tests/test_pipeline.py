@@ -372,3 +372,20 @@ def test_generate_config_errors(tmp_path):
     no_n.write_text(f'[data]\ncorpus = "{data["corpus"]}"\ntest_queries = "{data["test"]}"\n[generate]\nseed = 1\n')
     with pytest.raises(PipelineError, match=r"\[generate\] n: expected the number of queries to write"):
         load_config(no_n)
+
+
+def test_train_nproc_launches_training_stages_with_torchrun(tmp_path):
+    cfg = load_config(_config(tmp_path, "[train]\nnproc = 2\n"))
+    pipe = Pipeline(cfg, tmp_path / "w", echo=False)
+    assert pipe.launcher(["train-ranker", "--out", "x"]) == ["torchrun", "--nproc_per_node", "2", "-m", "intdistill"]
+    assert pipe.launcher(["train-retriever"])[:3] == ["torchrun", "--nproc_per_node", "2"]
+    assert pipe.launcher(["candidates"]) == [] and pipe.launcher(["label"]) == []
+    multi = load_config(_config(tmp_path, '[train]\nnproc = 4\nlauncher = "torchrun --nnodes 2 --nproc_per_node '
+                                          '{nproc} --rdzv_endpoint head:29500"\n'))
+    assert Pipeline(multi, tmp_path / "w", echo=False).launcher(["train-ranker"]) == [
+        "torchrun", "--nnodes", "2", "--nproc_per_node", "4", "--rdzv_endpoint", "head:29500", "-m", "intdistill"]
+    assert Pipeline(load_config(_config(tmp_path)), tmp_path / "w", echo=False).launcher(["train-ranker"]) == []
+    for body, msg in (("[train]\nnproc = 0\n", r"\[train\] nproc: expected an int >= 1"),
+                      ("[train]\ngpus = 2\n", r"\[train\] gpus: unknown key; expected nproc, launcher")):
+        with pytest.raises(PipelineError, match=msg):
+            load_config(_config(tmp_path, body))

@@ -69,7 +69,7 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("generate", "candidates", "label", "gate", "train-ranker", "ranker-check", "train-retriever", "index", "evaluate", "rag",
           "curve", "report")
-SECTIONS = {"data", "llm", "generate", "candidates", "label", "gate", "ranker", "ranker_check", "retriever", "reference", "index",
+SECTIONS = {"data", "llm", "generate", "train", "candidates", "label", "gate", "ranker", "ranker_check", "retriever", "reference", "index",
             "evaluate", "rag", "curve"}
 DEFAULT_HELD_OUT = 100  # [ranker_check] held_out: training lists kept out of both rankers' training, to judge them
 MIN_HELD_OUT = 20  # fewer held-out lists than this: the check runs, with a note that it can hardly tell
@@ -191,6 +191,16 @@ def load_config(path: str | os.PathLike) -> Config:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
             want = "a positive integer" if low == 1 else "an integer >= 0"
             raise PipelineError(path, None, f"[{sec}] {key}: expected {want}, got {v!r}")
+    train = sections.get("train", {})
+    bad = sorted(set(train) - {"nproc", "launcher"})
+    if bad:
+        raise PipelineError(path, None, f"[train] {bad[0]}: unknown key; expected nproc, launcher")
+    nproc = train.get("nproc", 1)
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise PipelineError(path, None, f"[train] nproc: expected an int >= 1 (processes per training stage), "
+                                        f"got {nproc!r}")
+    if not isinstance(train.get("launcher", ""), str):
+        raise PipelineError(path, None, f"[train] launcher: expected a command line string, got {train['launcher']!r}")
     bad = sorted(set(sections.get("ranker_check", {})) - _OWN_KEYS["ranker_check"])
     if bad:
         raise PipelineError(path, None, f"[ranker_check] {bad[0]}: unknown key; expected held_out")
@@ -386,8 +396,9 @@ class Pipeline:
         argv = [str(a) for a in argv]
         self.manifest["stages"].setdefault(stage, {}).setdefault("commands", []).append(argv)
         self._save_manifest()
-        self.say(f"$ intdistill {' '.join(argv)}")
-        code, out = self.run_command(argv)
+        launcher = self.launcher(argv)
+        self.say(f"$ {' '.join(launcher) + ' ' if launcher else ''}intdistill {' '.join(argv)}")
+        code, out = self.run_command(argv) if not launcher else _run_launched(launcher, argv)
         if out and (not capture or code != 0):
             sys.stdout.write(out)
             sys.stdout.flush()
@@ -402,6 +413,19 @@ class Pipeline:
         if code != 0:
             raise StageFailed(stage, argv, code)
         return out
+
+    def launcher(self, argv: list[str]) -> list[str]:
+        """The command that starts a training stage on ``[train] nproc`` processes (``torchrun --nproc_per_node
+        N``, or ``[train] launcher`` with ``{nproc}`` filled in, e.g. a multi-node torchrun); ``[]`` runs it in
+        this process."""
+        sec = self.cfg.section("train")
+        nproc = int(sec.get("nproc", 1))
+        if argv[0] not in ("train-ranker", "train-retriever") or (nproc == 1 and not sec.get("launcher")):
+            return []
+        import shlex
+
+        template = sec.get("launcher") or "torchrun --nproc_per_node {nproc}"
+        return shlex.split(template.format(nproc=nproc)) + ["-m", "intdistill"]
 
     def run(self, *, start: str | None = None, until: str | None = None) -> list[StageResult]:
         for name, value in (("--from", start), ("--until", until)):
@@ -828,6 +852,14 @@ def _parse_scores(text: str) -> dict[str, float | int | None]:
                 except ValueError:
                     continue
     return out
+
+
+def _run_launched(launcher: list[str], argv: list[str]) -> tuple[int, str]:
+    """Run ``LAUNCHER intdistill ARGV`` as a child process (stderr passes through); ``(exit code, stdout)``."""
+    import subprocess
+
+    res = subprocess.run([*launcher, *argv], stdout=subprocess.PIPE, text=True)
+    return res.returncode, res.stdout
 
 
 def _run_cli(argv: list[str]) -> tuple[int, str]:

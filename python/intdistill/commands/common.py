@@ -237,6 +237,16 @@ def open_llm(args):
         yield client
 
 
+def finish_llm_run(lines, client, failed: int) -> int:
+    """Print a run's summary lines and the client's ledger (stderr); the exit code: 4 when items failed."""
+    from intdistill.cli import EXIT_ITEMS_FAILED
+
+    for line in lines:
+        print(line, file=sys.stderr)
+    print(f"ledger: {client.ledger}", file=sys.stderr)
+    return EXIT_ITEMS_FAILED if failed else 0
+
+
 def read_lists(path: str):
     """``qid -> (query text, cands)`` and ``qid -> permutation`` (None for a candidates file) from a label
     or candidates JSONL: a line with ``scores`` is a candidates file, one with ``permutation``/``output`` labels."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import sys
 
-from intdistill.commands.common import add_encoding_args, add_llm_args, add_ray_arg, open_llm, positive_int, ray_encoder
+from intdistill.commands.common import (add_encoding_args, add_llm_args, add_ray_arg, finish_llm_run, open_llm,
+                                        positive_int, ray_encoder)
 
 
 def configure(p) -> None:
@@ -41,7 +42,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from intdistill.cli import EXIT_ITEMS_FAILED, Stopped
+    from intdistill.cli import Stopped
     from intdistill.data import load_corpus, load_queries
     from intdistill.llm.errors import BudgetExceeded
     from intdistill.llm.generate import generate_queries
@@ -73,7 +74,4 @@ def run(args) -> int:
                                        max_consecutive_failures=args.max_consecutive_failures)
         except BudgetExceeded as e:
             raise Stopped(f"{e}; answers so far are in the journal beside {args.out}, rerun to go on") from None
-    for line in summary.lines():
-        print(line, file=sys.stderr)
-    print(f"ledger: {client.ledger}", file=sys.stderr)
-    return EXIT_ITEMS_FAILED if summary.failed else 0
+    return finish_llm_run(summary.lines(), client, summary.failed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from intdistill.commands.common import add_llm_args, add_ray_arg, open_llm
+from intdistill.commands.common import add_llm_args, add_ray_arg, finish_llm_run, open_llm
 
 
 def configure(p) -> None:
@@ -65,9 +65,4 @@ def run(args) -> int:
                                        max_consecutive_failures=args.max_consecutive_failures)
         except BudgetExceeded as e:
             raise Stopped(f"{e}; labels so far are in {args.out}, rerun to go on") from None
-    for line in summary.lines():
-        print(line, file=sys.stderr)
-    print(f"ledger: {client.ledger}", file=sys.stderr)
-    from intdistill.cli import EXIT_ITEMS_FAILED
-
-    return EXIT_ITEMS_FAILED if summary.failed else 0
+    return finish_llm_run(summary.lines(), client, summary.failed)

@@ -302,12 +302,17 @@ class LLMClient:
         """
         if on_error not in ("raise", "return"):
             raise ValueError(f"on_error: expected 'raise' or 'return', got {on_error!r}")
+        from intdistill.llm.items import run_items
+
         requests = [self.request(m, **decoding) for m in list_of_messages]
-        keys = [r.key() for r in requests]
         positions: dict[str, list[int]] = {}
-        for i, k in enumerate(keys):
-            positions.setdefault(k, []).append(i)
+        for i, r in enumerate(requests):
+            positions.setdefault(r.key(), []).append(i)
         results: list = [None] * len(requests)
+
+        def put(req: ChatRequest, res) -> None:
+            for i in positions[req.key()]:
+                results[i] = res
 
         hits = self.cache.get_many(positions) if self.cache is not None else {}
         for k, res in hits.items():
@@ -316,58 +321,25 @@ class LLMClient:
         self._record_hits([requests[i] for k in hits for i in positions[k]])
         todo = [requests[positions[k][0]] for k in positions if k not in hits]
 
-        from tqdm.auto import tqdm
+        def work(req: ChatRequest) -> ChatResult:
+            self._reserve_call()
+            return self._call(req)
 
-        n_done = sum(len(positions[k]) for k in hits)
-        bar = tqdm(total=len(requests), initial=n_done, desc=desc, unit="call", file=sys.stderr,
-                   disable=not progress, dynamic_ncols=True)
-        start = time.perf_counter()
-        out_tokens = 0
-        stop: LLMError | None = None
-        todo_iter = iter(todo)
-        pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="llm")
-        in_flight: dict = {}
+        def failed(req: ChatRequest, err: LLMError) -> None:
+            if on_error == "raise":
+                raise err  # stops the batch: calls in flight finish (and are stored), then this propagates
+            put(req, err)
+
         try:
-            while True:
-                while stop is None and len(in_flight) < self.max_concurrency:
-                    req = next(todo_iter, None)
-                    if req is None:
-                        break
-                    try:
-                        self._reserve_call()
-                    except BudgetExceeded as e:
-                        stop = e
-                        break
-                    in_flight[pool.submit(self._call, req)] = req
-                if not in_flight:
-                    break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    req = in_flight.pop(fut)
-                    try:
-                        res = fut.result()
-                    except LLMError as e:
-                        if on_error == "raise":
-                            stop = stop or e  # already logged and counted by _call
-                            continue
-                        res = e
-                    else:
-                        out_tokens += res.completion_tokens or 0
-                    for i in positions[req.key()]:
-                        results[i] = res
-                    bar.update(len(positions[req.key()]))
-                    led = self.ledger
-                    bar.set_postfix(tok_s=f"{out_tokens / max(time.perf_counter() - start, 1e-9):.1f}",
-                                    hits=led.cache_hits, retries=led.retries, failed=led.failures, refresh=False)
-        finally:
-            pool.shutdown(wait=True)  # calls in flight finish and are stored, even on Ctrl-C
-            bar.close()
-        log.info("%s: %s", desc, self.ledger)
-        if isinstance(stop, BudgetExceeded):
+            run_items(todo, work, put, on_fail=failed, item_id=lambda r: r.key(), concurrency=self.max_concurrency,
+                      max_consecutive_failures=0, client=self, progress=progress, desc=desc,
+                      size=lambda r: len(positions[r.key()]),
+                      total=sum(len(positions[r.key()]) for r in todo) + sum(len(positions[k]) for k in hits),
+                      initial=sum(len(positions[k]) for k in hits))
+        except BudgetExceeded as stop:
             raise BudgetExceeded(str(stop), ledger=self.ledger, results=results,
-                                 base_url=self.endpoint, model=self.model)
-        if stop is not None:
-            raise stop
+                                 base_url=self.endpoint, model=self.model) from None
+        log.info("%s: %s", desc, self.ledger)
         return results
 
     def close(self) -> None:

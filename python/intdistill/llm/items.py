@@ -58,11 +58,14 @@ def run_items(
     desc: str = "LLM",
     total: int | None = None,
     initial: int = 0,
+    size: Callable[[T], int] | None = None,
 ) -> ItemsRun:
     """Run ``work`` over ``items`` with the rules of the module docstring. ``client``: an ``LLMClient`` whose
     ledger the progress bar shows (retries, malformed answers); ``total`` / ``initial``: the bar's size and
-    its start (items done before). ``max_consecutive_failures``: None or 0 turns the count off (fatal
-    errors still stop the run)."""
+    its start (items done before); ``size(item)``: how far an item moves the bar (default 1).
+    ``max_consecutive_failures``: None or 0 turns the count off (fatal errors still stop the run)."""
+    import time
+
     from tqdm.auto import tqdm
 
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -81,6 +84,8 @@ def run_items(
     in_a_row = 0
     stop: BaseException | None = None
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llm-item")
+    start = time.perf_counter()
+    tokens0 = client.ledger.completion_tokens if client is not None else 0
     try:
         while True:
             while stop is None and len(in_flight) < concurrency:
@@ -116,11 +121,12 @@ def run_items(
                     in_a_row = 0
                     n_done += 1
                     on_done(item, result)
-                bar.update(1)
+                bar.update(size(item) if size is not None else 1)
                 post = {"failed": len(failed)}
                 if client is not None:
                     led = client.ledger
-                    post.update(retries=led.retries, malformed=led.malformed)
+                    tok_s = (led.completion_tokens - tokens0) / max(time.perf_counter() - start, 1e-9)
+                    post.update(retries=led.retries, malformed=led.malformed, tok_s=f"{tok_s:.1f}")
                 bar.set_postfix(post, refresh=False)
     except BaseException as e:  # Ctrl-C in this thread: let the calls in flight finish (they reach the cache)
         stop = stop or e

@@ -43,6 +43,8 @@ def add_ray_arg(parser) -> None:
                         help="use Ray: workers encode the corpus, actors send the LLM calls, one per --llm-base-url "
                              "(ADDRESS: auto = the running cluster, ray://HOST:10001; alone: a Ray on this machine); "
                              "needs intdistill[distributed]")
+    parser.add_argument("--ray-workers", type=positive_int, default=None, metavar="N",
+                        help="with --ray: encoding workers (default: the cluster's CPUs)")
 
 
 def ray_encoder(args, retriever):
@@ -51,7 +53,7 @@ def ray_encoder(args, retriever):
         return None
     from intdistill.ray_backend import encoder
 
-    return encoder(retriever, args.ray, batch_size=args.batch_size)
+    return encoder(retriever, args.ray, workers=args.ray_workers, batch_size=args.batch_size)
 
 
 def add_index_args(parser) -> None:

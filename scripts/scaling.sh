@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Issue 15's figures on this machine (2 CPU cores: a correctness check more than a speed one):
+#   1. corpus encoding (SciFact, 5,183 abstracts, MiniLM at 256 tokens): one process (torch's 2 threads), and Ray
+#      with 1 and 2 workers (one thread each), from `intdistill candidates --ray --ray-workers N` (no cache);
+#   2. one training epoch of stage 2 (train-retriever, the first 200 SciFact train queries, 10 candidates,
+#      128-token passes): one process with one thread at batch 8, and `torchrun --nproc_per_node 2` at batch 4
+#      per process (the same global batch), one thread each;
+#   3. the done-when run: stage 2 over all 809 train queries under torchrun (2 x batch 4) from the gold-first-809
+#      ranker of scripts/scifact-distill.sh, then its SciFact test run, to compare with that script's
+#      single-process retriever (batch 8).
+# Writes $W/scaling.tsv (what, seconds) and $W/dist-809/test.trec.
+#
+# usage: scripts/scaling.sh [WORK_DIR] [DISTILL_DIR]   (env: SHARED=../shared)
+set -euo pipefail
+SHARED=${SHARED:-../shared}
+D=$SHARED/data/scifact
+W=${1:-work/scaling}
+DISTILL=${2:-work/scifact-distill}
+IDX="python -m intdistill"
+mkdir -p "$W"
+T=$W/scaling.tsv
+[ -f "$T" ] || printf 'what\tseconds\n' > "$T"
+timed() {
+    local what=$1 t0
+    shift
+    t0=$(date +%s.%N)
+    "$@"
+    printf '%s\t%.1f\n' "$what" "$(echo "$(date +%s.%N) - $t0" | bc)" >> "$T"
+}
+Q=$DISTILL/train-queries.jsonl
+head -n 200 "$Q" > "$W/train-200.jsonl"
+
+# 1. encoding (candidates for 10 queries: the time is the corpus pass)
+head -n 10 "$Q" > "$W/q10.jsonl"
+timed "encode 5183 passages: 1 process (2 threads)" $IDX candidates --corpus "$D" --queries "$W/q10.jsonl" -n 10 \
+    --out "$W/c-one.jsonl"
+timed "encode 5183 passages: Ray, 1 worker (1 thread)" $IDX candidates --corpus "$D" --queries "$W/q10.jsonl" -n 10 \
+    --out "$W/c-ray1.jsonl" --ray --ray-workers 1
+timed "encode 5183 passages: Ray, 2 workers (1 thread each)" $IDX candidates --corpus "$D" --queries "$W/q10.jsonl" \
+    -n 10 --out "$W/c-ray2.jsonl" --ray --ray-workers 2
+cmp <(python -c "import json,sys; [print(json.loads(l)['cands']) for l in open(sys.argv[1])]" "$W/c-one.jsonl") \
+    <(python -c "import json,sys; [print(json.loads(l)['cands']) for l in open(sys.argv[1])]" "$W/c-ray2.jsonl") \
+    && echo "Ray candidates identical to one process's" >&2
+
+# 2. one stage-2 epoch, 1 vs 2 processes, the same global batch
+R=$DISTILL/gold-first-809/ranker
+S2=(--ranker "$R" --queries "$W/train-200.jsonl" --corpus "$D" --n-candidates 10 --max-length 128 --epochs 1
+    --lr 2e-5 --eval-every 0 --no-progress --threads 1 --cache-dir work/emb-cache)
+rm -rf "$W/epoch-one" "$W/epoch-two"
+timed "stage-2 epoch, 200 queries: 1 process, batch 8" $IDX train-retriever "${S2[@]}" --out "$W/epoch-one" --batch-size 8
+timed "stage-2 epoch, 200 queries: torchrun 2 processes, batch 4 each" \
+    torchrun --nproc_per_node 2 -m intdistill train-retriever "${S2[@]}" --out "$W/epoch-two" --batch-size 4
+
+# 3. the SciFact run under torchrun, as scripts/scifact-distill.sh's single-process gold-first-809 retriever
+if [ ! -f "$W/dist-809/retriever/train_summary.json" ]; then
+    timed "stage 2, 809 queries: torchrun 2 processes x batch 4" \
+        torchrun --nproc_per_node 2 -m intdistill train-retriever --ranker "$R" --queries "$Q" --corpus "$D" \
+        --out "$W/dist-809/retriever" --cache-dir work/emb-cache --eval-every 0 --threads 1 \
+        --epochs 1 --lr 2e-5 --max-length 128 --batch-size 4 --n-candidates 10
+fi
+[ -f "$W/dist-809/test.trec" ] || $IDX candidates --corpus "$D" --queries "$D/queries.jsonl" --qrels "$D/qrels/test.tsv" \
+    -n 100 --retriever "$W/dist-809/retriever" --out "$W/dist-809/test.trec"
+$IDX evaluate --qrels "$D/qrels/test.tsv" -m nDCG@10 R@100 --run "base=$DISTILL/base.trec" \
+    --run "one-process=$DISTILL/gold-first-809/test.trec" --run "torchrun-2=$W/dist-809/test.trec"
+cat "$T"

@@ -49,6 +49,15 @@ def test_copied_from_the_passage():
     assert not _copied("how long did building the bridge take", passage)
 
 
+def test_unrelated_to_the_passage():
+    from intdistill.llm.generate import _unrelated
+
+    passage = "Hydroxyethyl starch solutions were given to cardiac surgery patients; bleeding increased."
+    assert _unrelated("What is the main span of the bridge?", passage)  # a question about a few-shot example
+    assert not _unrelated("Does hydroxyethyl starch increase bleeding after heart surgery?", passage)
+    assert not _unrelated("what is it?", passage)  # no content word at all: not judged here
+
+
 def test_filter_counts():
     corpus = {f"p{i}": Passage(f"p{i}", f"passage number {i} about the river delta and its many birds") for i in range(6)}
     gen = [Generated("p0", "", ""), Generated("p1", "x", "what " * 40), Generated("p2", "x", "passage number 2 about the river delta"),
@@ -82,7 +91,7 @@ def test_prompt_uses_your_examples_or_the_builtin_ones():
     mine = generation_messages("A passage.", examples=["my first query", "my second"])[1]["content"]
     assert "- my first query\n- my second\n" in mine and "Passage: A passage.\nQuestion:" in mine
     builtin = generation_messages("A passage.")[1]["content"]
-    assert builtin.count("Question:") == 4 and "insulin" in builtin
+    assert builtin.count("Example question:") == 3 and builtin.endswith("Passage: A passage.\nQuestion:") and "insulin" in builtin
 
 
 # ------------------------------------------------------------------------------------------- the command
@@ -101,7 +110,7 @@ def writer(messages):
     if i == 3:
         return "Sure! Here is a question:\nWhat is special about item three?"  # chatter, then the question
     if i in (4, 5):
-        return "What is the shared question?"  # a duplicate
+        return "What is the shared item?"  # a duplicate
     if i == 6:
         return "<think>" + "hmm " * 50  # thinking that never ends: nothing usable
     return f"What do we know about item {i}?"
@@ -134,7 +143,7 @@ def test_generate_filters_counts_and_resumes_with_zero_calls(fake, tmp_path, cap
     assert cli.main(_argv(fake, corpus, out)) == 0
     err = capsys.readouterr().err
     assert fake.n_requests == 12
-    assert "queries: 8 kept of 12 generated; dropped: empty 2, overlong 0, copied 1, duplicate 1" in err
+    assert "queries: 8 kept of 12 generated; dropped: empty 2, overlong 0, unrelated 0, copied 1, duplicate 1" in err
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     sources = {r["source"] for r in rows}
     assert len(rows) == 8 and sources - {"p4", "p5"} == {f"p{i}" for i in (0, 3, 7, 8, 9, 10, 11)}

@@ -10,6 +10,7 @@
    breaker, budgets, Ctrl-C), every raw answer in the journal ``<out stem>.journal.jsonl``; a rerun makes no
    call for what is there.
 4. :func:`filter_queries`: the answer's question (:func:`parse_query`) is dropped when it is empty, overlong,
+   unrelated to the passage (no content word in common: e.g. a question about a few-shot example instead),
    copied from the passage, or a duplicate, each counted; optionally the round-trip consistency filter
    (Promptagator, InPars-v2) keeps a query only where the first stage ranks its source passage in its top K.
 
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from intdistill.data import DataError, Passage
 
-DROP_REASONS = ("empty", "overlong", "copied", "duplicate", "round_trip")
+DROP_REASONS = ("empty", "overlong", "unrelated", "copied", "duplicate", "round_trip")
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,10 @@ TEMPLATES = {
         system="You write the search queries that people type to find documents.",
         intro="Write one question that someone could type into a search engine and that the passage answers. "
               "Use your own words; do not copy sentences from the passage. Reply with the question only.\n",
-        example="\nPassage: {passage}\nQuestion: {query}\n",
+        example="\nExample passage: {passage}\nExample question: {query}\n",
         style_intro="\nQuestions people asked look like these:\n",
         style_example="- {query}\n",
-        task="\nPassage: {passage}\nQuestion:",
+        task="\nNow the passage to write a question about (not the examples):\nPassage: {passage}\nQuestion:",
     ),
 }
 DEFAULT_TEMPLATE = "inpars"
@@ -157,6 +158,20 @@ def _norm_tokens(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
+_STOP = frozenset("what which who whom whose when where why how does did do is are was were the a an of in on "
+                  "for to and or with by from at as that this these those there their its it be been can could "
+                  "would should will may might about into than then any some".split())
+
+
+def _unrelated(query: str, passage: str) -> bool:
+    """No content word of the query (3+ letters, not a stop word; a plural's stem too) occurs in the passage."""
+    words = {w for w in _norm_tokens(query) if len(w) >= 3 and w not in _STOP and not w.isdigit()}
+    if not words:
+        return False
+    text = set(_norm_tokens(passage))
+    return not any(w in text or w.rstrip("s") in text or w + "s" in text for w in words)
+
+
 def _copied(query: str, passage: str, min_tokens: int = 6, share: float = 0.8) -> bool:
     """The query is (nearly) a span of the passage: its longest run of tokens found contiguous in the passage
     covers >= ``share`` of it (queries of >= ``min_tokens`` tokens; shorter ones only when fully inside)."""
@@ -226,6 +241,8 @@ def filter_queries(
             why[g.source] = "empty"
         elif len(q.split()) > max_words:
             why[g.source] = "overlong"
+        elif _unrelated(q, corpus[g.source].full_text()):
+            why[g.source] = "unrelated"
         elif _copied(q, corpus[g.source].full_text()):
             why[g.source] = "copied"
         elif key in seen:

@@ -600,13 +600,25 @@ class Pipeline:
         self.cmd("train-ranker", [*base, "--label-source", "llm", "--labels", self.p("labels.jsonl"),
                                   "--out", self.p("ranker"), *self._ranker_args()])
         if self.reference:
-            n = self.cfg.section("reference").get("max_queries")
+            n = self.reference_queries()
             # generated queries: the passage each was written from goes first (source-first)
             source = (["--label-source", "source-first"] if self.cfg.generated else
                       ["--label-source", "gold-first", *self.judge_args("train")])
             self.cmd("train-ranker", [*base, *source, "--candidates", self.p("candidates.jsonl"),
                                       "--out", self.p("ranker-gold-first"),
                                       *(["--max-queries", n] if n else []), *self._ranker_args()])
+
+    def reference_queries(self) -> int | None:
+        """Lists the reference ranker trains on: ``[reference] max_queries``, and never the last ``[ranker_check]
+        held_out`` lists (kept for the check); None = all."""
+        m = self.cfg.section("reference").get("max_queries")
+        held = int(self.cfg.section("ranker_check").get("held_out", DEFAULT_HELD_OUT))
+        if held:
+            from intdistill.candidates import Candidates
+
+            free = max(len(Candidates.load(self.p("candidates.jsonl"))) - held, 1)
+            m = free if m is None else min(m, free)
+        return m
 
     def rankers(self) -> dict[str, Path]:
         """name -> trained ranker directory: llm, and gold-first with ``[reference]``."""
@@ -625,7 +637,7 @@ class Pipeline:
         qids = list(Candidates.load(self.p("candidates.jsonl")))
         used = {"llm": set(load_labels(self.p("labels.jsonl")))}
         if self.reference:
-            m = self.cfg.section("reference").get("max_queries")
+            m = self.reference_queries()
             used["gold-first"] = set(qids if m is None else qids[:m])
         free = {name: [q for q in qids if q not in u] for name, u in used.items()}
         common = [q for q in qids if not any(q in u for u in used.values())]

@@ -111,6 +111,14 @@ def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
         out.append("Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "platform") + ".")
     out.append("")
 
+    if "generate" in (manifest.get("config") or {}):
+        n = sum(1 for line in (work / "generated-queries.jsonl").read_text(encoding="utf-8").splitlines()
+                if line.strip()) if (work / "generated-queries.jsonl").is_file() else 0
+        out += [f"Training queries: **{n} written by the LLM from the corpus** (`generated-queries.jsonl`). The "
+                "teacher gate and the ranker check below judge them by the passage each was written from: "
+                "**synthetic judgements**. The test queries and their judgements are real; they stay the final "
+                "judge. The gold-first reference here is source-first (the source passage first).", ""]
+
     gate = _load(work / "gate.json")
     out += ["## Teacher gate", ""]
     if gate:
@@ -135,6 +143,10 @@ def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
         for name, why in check.get("skipped", {}).items():
             out += [f"**{name} ranker**: not checked: {why}.", ""]
         out.append(f"Decision: **{check['decision']}**.")
+        skipped = [n for n, ok in check.get("distill", {}).items() if not ok]
+        if skipped:
+            out += ["", "Not distilled (stage 2 has nothing to teach when the ranker is not better than the first "
+                        "stage; `--allow-weak-teacher` trains them anyway): " + ", ".join(skipped) + "."]
         if any(r["verdict"] == "worse" for r in check.get("reports", {}).values()):
             out += ["", "> **Warning:** a ranker re-ranks held-out lists *worse* than the first stage; the retriever "
                         "distilled from it is likely to be worse than the base."]

@@ -57,6 +57,9 @@ def summarize(work: Path) -> str:
     from intdistill.report import comparison_table
 
     out = []
+    if (work / "generated-queries.jsonl").is_file():
+        out.append("training queries written by the LLM from the corpus: the gate and the ranker check judge by their "
+                   "source passages (synthetic judgements); gold-first = source-first")
     gate = _load(work / "gate.json")
     if gate:
         out.append(f"teacher gate: {gate['verdict']} than the first stage ({gate['decision']})"
@@ -73,6 +76,10 @@ def summarize(work: Path) -> str:
             out.append(f"ranker check ({name}): skipped, {why}")
         if check.get("decision") not in (None, "go on"):
             out.append(f"ranker check decision: {check['decision']}")
+        for name, ok in check.get("distill", {}).items():
+            if not ok:
+                out.append(f"no {name} retriever: its ranker is not better than the first stage on the held-out "
+                           "lists, so stage 2 had nothing to teach (--allow-weak-teacher trains it anyway)")
     ev = _load(work / "evaluate.json")
     if ev:
         out += ["", "test retrieval:", *comparison_table(ev)]

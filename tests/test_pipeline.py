@@ -389,3 +389,18 @@ def test_train_nproc_launches_training_stages_with_torchrun(tmp_path):
                       ("[train]\ngpus = 2\n", r"\[train\] gpus: unknown key; expected nproc, launcher")):
         with pytest.raises(PipelineError, match=msg):
             load_config(_config(tmp_path, body))
+
+
+def test_a_worse_teacher_with_a_reference_goes_on_with_the_reference_only(tmp_path):
+    cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'
+                                        "[reference]\ngold_first = true\n[ranker_check]\nheld_out = 0\n"))
+    fake = FakeCommands(reverse=True)  # the fake LLM reverses every list: worse than the first stage
+    pipe = Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False)
+    pipe.run(until="train-retriever")
+    gate = json.loads((tmp_path / "w" / "gate.json").read_text())
+    assert gate["verdict"] == "worse" and gate["decision"] == "go on without the llm ranker"
+    trained = [c for c in fake.calls if c[0] == "train-ranker"]
+    assert len(trained) == 1 and "gold-first" in trained[0]  # no llm ranker
+    assert list(pipe.rankers()) == ["gold-first"] and list(pipe.retrievers()) == ["base", "gold-first"]
+    assert [c[c.index("--ranker") + 1] for c in fake.calls if c[0] == "train-retriever"] == [
+        str(tmp_path / "w" / "ranker-gold-first")]

@@ -502,7 +502,7 @@ class Pipeline:
     def _outputs_exist(self, name: str) -> bool:
         outs = {"generate": [self.train_queries] if self.cfg.generated else [],
                 "candidates": [self.p("candidates.jsonl")], "label": [self.p("labels.jsonl")],
-                "gate": [self.p("gate.json")], "train-ranker": [self.p("ranker")],
+                "gate": [self.p("gate.json")], "train-ranker": list(self.rankers().values()),
                 "ranker-check": [self.p("ranker-check.json")],
                 "train-retriever": [self.p(RETRIEVER_DIRS[n]) for n in self.distilled()],
                 "index": [self.index_of(n) for n in self.retrievers()],
@@ -571,8 +571,8 @@ class Pipeline:
         gate = {"report": report.to_json(), "verdict": report.verdict, "allow_weak_teacher": self.allow_weak,
                 "lines": report.lines()}
         worse = report.verdict == "worse"
-        gate["decision"] = ("stop" if worse and not self.allow_weak else
-                            "go on (allowed weak teacher)" if worse else "go on")
+        gate["decision"] = ("go on (allowed weak teacher)" if worse and self.allow_weak else
+                            ("go on without the llm ranker" if self.reference else "stop") if worse else "go on")
         _atomic_json(self.p("gate.json"), gate)
         banner = "!" * 78
         self.say("\n".join(["", "teacher gate: the LLM's order vs the first stage's inside the labelled lists",
@@ -581,9 +581,12 @@ class Pipeline:
             self.say("\n".join([banner, f"TEACHER GATE: the LLM is a WORSE ranker than the first stage on "
                                         f"{report.main_measure} (p={report.p_values[report.main_measure]:.3g}). "
                                         "Training on its labels is likely to make the retriever worse.", banner]))
-            if not self.allow_weak:
+            if gate["decision"] == "stop":
                 raise GateStopped("teacher gate: the LLM's rankings are worse than the first stage's; stopped before "
                                   "training. Use a stronger LLM, or pass --allow-weak-teacher to train anyway")
+            if not self.allow_weak:
+                self.say("teacher gate: no ranker is trained on the LLM's labels; the run goes on with the "
+                         "reference ranker only (--allow-weak-teacher trains the llm ranker anyway)")
         elif report.verdict == "no significant difference":
             self.say(f"teacher gate: no significant difference from the first stage over {report.n_judged} judged "
                      "lists: the LLM's labels may not help")
@@ -597,8 +600,11 @@ class Pipeline:
 
     def stage_train_ranker(self) -> None:
         base = ["train-ranker", "--corpus", self.cfg.data["corpus"], "--queries", self.train_queries]
-        self.cmd("train-ranker", [*base, "--label-source", "llm", "--labels", self.p("labels.jsonl"),
-                                  "--out", self.p("ranker"), *self._ranker_args()])
+        if self.llm_ranker():
+            self.cmd("train-ranker", [*base, "--label-source", "llm", "--labels", self.p("labels.jsonl"),
+                                      "--out", self.p("ranker"), *self._ranker_args()])
+        else:
+            self.say("train-ranker: no llm ranker (the teacher gate found the LLM worse than the first stage)")
         if self.reference:
             n = self.reference_queries()
             # generated queries: the passage each was written from goes first (source-first)
@@ -620,9 +626,18 @@ class Pipeline:
             m = free if m is None else min(m, free)
         return m
 
+    def llm_ranker(self) -> bool:
+        """Whether the LLM's labels train a ranker: not when the teacher gate found the LLM worse (and the run went
+        on with the reference alone), unless --allow-weak-teacher."""
+        gate = self.p("gate.json")
+        if self.allow_weak or not gate.is_file():
+            return True
+        return json.loads(gate.read_text(encoding="utf-8")).get("decision") != "go on without the llm ranker"
+
     def rankers(self) -> dict[str, Path]:
-        """name -> trained ranker directory: llm, and gold-first with ``[reference]``."""
-        out = {"llm": self.p("ranker")}
+        """name -> trained ranker directory: llm (unless the gate left it out), and gold-first with
+        ``[reference]``."""
+        out = {"llm": self.p("ranker")} if self.llm_ranker() else {}
         if self.reference:
             out["gold-first"] = self.p("ranker-gold-first")
         return out
@@ -635,7 +650,7 @@ class Pipeline:
         from intdistill.labels import load_labels
 
         qids = list(Candidates.load(self.p("candidates.jsonl")))
-        used = {"llm": set(load_labels(self.p("labels.jsonl")))}
+        used = {"llm": set(load_labels(self.p("labels.jsonl")))} if self.llm_ranker() else {}
         if self.reference:
             m = self.reference_queries()
             used["gold-first"] = set(qids if m is None else qids[:m])

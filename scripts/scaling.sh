@@ -5,9 +5,9 @@
 #   2. one training epoch of stage 2 (train-retriever, the first 200 SciFact train queries, 10 candidates,
 #      128-token passes): one process with one thread at batch 8, and `torchrun --nproc_per_node 2` at batch 4
 #      per process (the same global batch), one thread each;
-#   3. the done-when run: stage 2 over all 809 train queries under torchrun (2 x batch 4) from the gold-first-809
-#      ranker of scripts/scifact-distill.sh, then its SciFact test run, to compare with that script's
-#      single-process retriever (batch 8).
+#   3. the done-when run: stage 2 over all 809 train queries, 1 epoch, from the gold-first-809 ranker of
+#      scripts/scifact-distill.sh: one process at batch 8 and torchrun 2 x batch 4 (the same global batch), then
+#      both SciFact test runs.
 # Writes $W/scaling.tsv (what, seconds) and $W/dist-809/test.trec.
 #
 # usage: scripts/scaling.sh [WORK_DIR] [DISTILL_DIR]   (env: SHARED=../shared)
@@ -51,15 +51,21 @@ timed "stage-2 epoch, 200 queries: 1 process, batch 8" $IDX train-retriever "${S
 timed "stage-2 epoch, 200 queries: torchrun 2 processes, batch 4 each" \
     torchrun --nproc_per_node 2 -m intdistill train-retriever "${S2[@]}" --out "$W/epoch-two" --batch-size 4
 
-# 3. the SciFact run under torchrun, as scripts/scifact-distill.sh's single-process gold-first-809 retriever
-if [ ! -f "$W/dist-809/retriever/train_summary.json" ]; then
-    timed "stage 2, 809 queries: torchrun 2 processes x batch 4" \
-        torchrun --nproc_per_node 2 -m intdistill train-retriever --ranker "$R" --queries "$Q" --corpus "$D" \
-        --out "$W/dist-809/retriever" --cache-dir work/emb-cache --eval-every 0 --threads 1 \
-        --epochs 1 --lr 2e-5 --max-length 128 --batch-size 4 --n-candidates 10
+# 3. the SciFact run: one process vs torchrun, 1 epoch, the same global batch
+ONE=(--ranker "$R" --queries "$Q" --corpus "$D" --cache-dir work/emb-cache --eval-every 0 --threads 1 --epochs 1
+     --lr 2e-5 --max-length 128 --n-candidates 10)
+if [ ! -f "$W/one-809/retriever/train_summary.json" ]; then
+    timed "stage 2, 809 queries, 1 epoch: 1 process x batch 8 (1 thread)" \
+        $IDX train-retriever "${ONE[@]}" --out "$W/one-809/retriever" --batch-size 8
 fi
-[ -f "$W/dist-809/test.trec" ] || $IDX candidates --corpus "$D" --queries "$D/queries.jsonl" --qrels "$D/qrels/test.tsv" \
-    -n 100 --retriever "$W/dist-809/retriever" --out "$W/dist-809/test.trec"
+if [ ! -f "$W/dist-809/retriever/train_summary.json" ]; then
+    timed "stage 2, 809 queries, 1 epoch: torchrun 2 processes x batch 4 (1 thread each)" \
+        torchrun --nproc_per_node 2 -m intdistill train-retriever "${ONE[@]}" --out "$W/dist-809/retriever" --batch-size 4
+fi
+for r in one-809 dist-809; do
+    [ -f "$W/$r/test.trec" ] || $IDX candidates --corpus "$D" --queries "$D/queries.jsonl" --qrels "$D/qrels/test.tsv" \
+        -n 100 --retriever "$W/$r/retriever" --out "$W/$r/test.trec"
+done
 $IDX evaluate --qrels "$D/qrels/test.tsv" -m nDCG@10 R@100 --run "base=$DISTILL/base.trec" \
-    --run "one-process=$DISTILL/gold-first-809/test.trec" --run "torchrun-2=$W/dist-809/test.trec"
+    --run "one-process=$W/one-809/test.trec" --run "torchrun-2=$W/dist-809/test.trec"
 cat "$T"

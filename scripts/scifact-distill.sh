@@ -27,7 +27,7 @@ FORCE_LLM=${FORCE_LLM:-0}
 N_CANDS=${N_CANDS:-10}
 # The defaults of `train-ranker` (query-tower, top-k ListMLE) and these stage-2 settings (scripts/scifact-tune.sh)
 RANKER_ARGS=${RANKER_ARGS:---kind query-tower --lr 1e-4 --epochs 2 --batch-size 16}
-RETRIEVER_ARGS=${RETRIEVER_ARGS:---epochs 1 --lr 2e-5 --max-length 128 --batch-size 8 --n-candidates 10}
+RETRIEVER_ARGS=${RETRIEVER_ARGS:---epochs 2 --lr 2e-5 --max-length 128 --batch-size 8 --n-candidates 10}
 mkdir -p "$W" "$EMB"
 T=$W/timings.tsv
 [ -f "$T" ] || printf 'stage\tname\tseconds\n' > "$T"

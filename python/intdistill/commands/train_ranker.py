@@ -21,14 +21,15 @@ import sys
 from intdistill.commands.common import positive_int, read_lists, with_query_texts
 
 
-def add_train_args(parser: argparse.ArgumentParser, *, lr: float = 2e-5, epochs: int = 3) -> None:
+def add_train_args(parser: argparse.ArgumentParser, *, lr: float = 2e-5, epochs: int = 3, batch_size: int = 8) -> None:
     """The TrainConfig flags both training commands share."""
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=epochs, help=f"passes over the training queries (default {epochs})")
     g.add_argument("--lr", type=float, default=lr, help=f"peak AdamW learning rate (default {lr})")
     g.add_argument("--head-lr", type=float, default=None,
                    help="peak lr of a task head new to the checkpoint, e.g. a ranker's classifier (default: --lr)")
-    g.add_argument("--batch-size", type=positive_int, default=8, help="queries per forward/backward pass (default 8)")
+    g.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help=f"queries per forward/backward pass (default {batch_size})")
     g.add_argument("--grad-accum", type=positive_int, default=1,
                    help="passes accumulated per optimizer step (default 1)")
     g.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps warming the lr up (default 0.1)")
@@ -115,7 +116,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--dev-candidates", help="dev candidates JSONL (or a label file: its cands)")
     d.add_argument("--dev-qrels", help="dev judgements (TREC or BEIR TSV)")
     d.add_argument("--dev-queries", help="dev queries: texts, and answers when there are no dev qrels")
-    add_train_args(parser)
+    # the query-tower ranker's settings, chosen on held-out SciFact training lists (scripts/scifact-tune.sh)
+    add_train_args(parser, lr=1e-4, epochs=2, batch_size=16)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queries", type=positive_int, help="train on the first N queries")
     parser.add_argument("--retriever", default=None,
                         help="starting retriever: directory or hub name (default: bundled all-MiniLM-L6-v2)")
-    parser.add_argument("--n-candidates", type=positive_int, default=20, help="mined passages per query (default 20)")
+    parser.add_argument("--n-candidates", type=positive_int, default=10, help="mined passages per query (default 10)")
     parser.add_argument("--refresh", type=positive_int, default=1, help="re-mine every N epochs (default 1)")
     parser.add_argument("--tau-student", type=_positive_float, default=0.05,
                         help="temperature of the student's dot products (default 0.05)")
@@ -61,7 +61,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     d = parser.add_argument_group("dev evaluation (retrieval over the whole corpus each epoch, keep the best)")
     d.add_argument("--dev-qrels", help="dev judgements; dev queries = those judged here")
     d.add_argument("--dev-queries", help="dev queries (default: --queries); with answers and no --dev-qrels, Acc@k")
-    add_train_args(parser)
+    # stage 2's settings, chosen on held-out SciFact training queries (scripts/scifact-tune.sh)
+    add_train_args(parser, lr=2e-5, epochs=2, batch_size=8)
 
 
 def run(args: argparse.Namespace) -> int:

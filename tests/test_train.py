@@ -602,7 +602,7 @@ def test_cli_end_to_end_ranker_then_retriever(toy, tmp_path, tiny_bert_dir, tiny
     code, err = _run_cli(argv, capsys)
     assert code == 0 and "label source gold-first: 4 lists" in err and "0 lists without a relevant" in err
     code, err = _run_cli(argv[:-3] + ["--epochs", "1", "--lr", "5e-4", "--no-progress"], capsys)
-    assert code == 2 and "cannot resume with other settings (lr: checkpoint 2e-05, now 0.0005)" in err
+    assert code == 2 and "cannot resume with other settings (lr: checkpoint 0.0001, now 0.0005)" in err
     code, err = _run_cli(argv[:-3] + ["--epochs", "1", "--lr", "5e-4", "--no-resume", "--no-progress"], capsys)
     assert code == 0, err
 

@@ -12,7 +12,9 @@
 # significantly better than the first stage gets no retriever (as `intdistill run` does), unless forced.
 # Every stage is timed into $W/timings.tsv; scripts/scifact_report.py makes the tables and the curve.
 #
-# usage: scripts/scifact-distill.sh [WORK_DIR]   (env: SHARED=../shared, IDX="python -m intdistill", FORCE_LLM=0)
+# usage: scripts/scifact-distill.sh [WORK_DIR]   (env: SHARED=../shared, IDX="python -m intdistill", FORCE_LLM=0,
+#        VARIANTS="gold-first-809 first-stage-809 llm-237 gold-first-100 gold-first-250 gold-first-500": which to run,
+#        NO_RETRIEVER="": variants that stop after their ranker check, e.g. the curve's when time is short)
 # A rerun skips what is finished.
 set -euo pipefail
 
@@ -24,6 +26,8 @@ IDX=${IDX:-python -m intdistill}
 EMB=${EMB:-work/emb-cache}
 THREADS=${THREADS:-2}
 FORCE_LLM=${FORCE_LLM:-0}
+VARIANTS=${VARIANTS:-gold-first-809 first-stage-809 llm-237 gold-first-100 gold-first-250 gold-first-500}
+NO_RETRIEVER=${NO_RETRIEVER:-}
 N_CANDS=${N_CANDS:-10}
 # The defaults of `train-ranker` (query-tower, top-k ListMLE) and these stage-2 settings (scripts/scifact-tune.sh)
 RANKER_ARGS=${RANKER_ARGS:---kind query-tower --lr 1e-4 --epochs 2 --batch-size 16}
@@ -69,6 +73,7 @@ variant() {  # variant NAME N_RANKER FORCE SOURCE-ARGS...: ranker on the first N
     local name=$1 n=$2 force=$3
     shift 3
     local r=$W/$name
+    case " $VARIANTS " in *" $name "*) ;; *) return 0 ;; esac
     mkdir -p "$r"
     if [ ! -f "$r/ranker/train_summary.json" ]; then
         timed train-ranker "$name" $IDX train-ranker --corpus "$D" --out "$r/ranker" --max-queries "$n" "$@" \
@@ -86,6 +91,7 @@ variant() {  # variant NAME N_RANKER FORCE SOURCE-ARGS...: ranker on the first N
         echo "$name: not better than the first stage on the held-out lists: no retriever (stage 2 has nothing to teach)" >&2
         return 0
     fi
+    case " $NO_RETRIEVER " in *" $name "*) echo "$name: ranker only (NO_RETRIEVER)" >&2; return 0 ;; esac
     if [ ! -f "$r/retriever/train_summary.json" ]; then
         timed train-retriever "$name" $IDX train-retriever --ranker "$r/ranker" --queries "$W/train-queries.jsonl" \
             --corpus "$D" --out "$r/retriever" --cache-dir "$EMB" --eval-every 0 \

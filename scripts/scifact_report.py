@@ -54,6 +54,36 @@ def test_rerank(work: Path, name: str, shared: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def sources_or_curve_mean(work: Path, qrels: Path, name: str) -> float:
+    """A variant's test nDCG@10 (mean over the 300 test queries)."""
+    return evaluate(qrels, {name: work / name / "test.trec"})["means"][name]["nDCG@10"]
+
+
+def plot_ranker_curve(points: list, path: Path) -> Path:
+    """Held-out ranker nDCG@10 against the number of labelled lists, each point marked with its check verdict."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    sizes = [p[0] if p[0] != 809 else 709 for p in points]
+    ax.plot(sizes, [p[2] for p in points], marker="o", label="gold-first ranker, held-out lists")
+    ax.axhline(points[0][1], ls="--", lw=1, color="grey", label="first stage (MiniLM), same lists")
+    for x, p in zip(sizes, points):
+        ax.annotate(p[3], (x, p[2]), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    tests = [(x, p[4]) for x, p in zip(sizes, points) if p[4] is not None]
+    if tests:
+        ax.plot([t[0] for t in tests], [t[1] for t in tests], marker="s", ls=":",
+                label="its retriever, test nDCG@10")
+    ax.set_xlabel("labelled training lists the ranker learned")
+    ax.set_ylabel("nDCG@10")
+    ax.set_title("SciFact, gold-first rankers by training-set size (2-core CPU)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("work", nargs="?", default="work/scifact-distill")
@@ -92,6 +122,24 @@ def main(argv=None) -> int:
         (work / "curve.json").write_text(json.dumps(curve, indent=2) + "\n")
         png = plot_curve(curve, work / "curve.png", "SciFact test, gold-first distillation (2-core CPU)")
         out += ["## Gold-first training-set-size curve", "", *comparison_table(curve), "", f"![curve]({png.name})", ""]
+
+    ranked = [s for s in SIZES if (work / key.get(s, f"gold-first-{s}") / "check.json").is_file()]
+    if ranked:
+        out += ["## Gold-first rankers by training-set size (the 100 held-out training lists)", "",
+                "| labelled lists | held-out nDCG@10: first stage -> ranker | p | verdict | retriever test nDCG@10 |",
+                "| --- | --- | --- | --- | --- |"]
+        points = []
+        for s in ranked:
+            n = key.get(s, f"gold-first-{s}")
+            c = json.loads((work / n / "check.json").read_text())
+            m = c["main_measure"]
+            test = sources_or_curve_mean(work, qrels, n) if n in done else None
+            points.append((s, c["first_stage"][m], c["teacher"][m], c["verdict"], test))
+            out.append(f"| {s if s != 809 else 709} | {c['first_stage'][m]:.4f} -> {c['teacher'][m]:.4f} | "
+                       f"{c['p_values'][m]:.4f} | {c['verdict']} | {'-' if test is None else f'{test:.4f}'} |")
+        png = plot_ranker_curve(points, work / "ranker-curve.png")
+        out += ["", "(gold-first-809's ranker learns 709 lists; stage 2 runs over all 809 train queries.)", "",
+                f"![ranker curve]({png.name})", ""]
 
     timings = work / "timings.tsv"
     if timings.is_file():

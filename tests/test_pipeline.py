@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,46 @@ def test_load_config_errors_name_the_file_and_key(tmp_path, body, message):
     with pytest.raises(PipelineError, match=message) as e:
         load_config(path)
     assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("body, table, key, hint", [
+    ("[ranker]\nlrr = 1e-4\n", "ranker", "lrr", "lr"),
+    ("[retriever]\nepoch = 2\n", "retriever", "epoch", "epochs"),
+    ("[llm]\nllm_modle = 'x'\n", "llm", "llm_modle", "llm_model"),
+    ("[evaluate]\ndepht = 20\n", "evaluate", "depht", "depth"),
+    ("[reference]\ngold_frist = true\n", "reference", "gold_frist", "gold_first"),
+    ("[ranker_check]\nheld = 5\n", "ranker_check", "held", "held_out"),
+    ("[gate]\nallow_weak = true\n", "gate", "allow_weak", "allow_weak_teacher"),
+    ("[index]\nout = 'x'\n", "index", "out", None),  # set by the pipeline itself, not a user key
+])
+def test_unknown_keys_fail_at_load_naming_the_valid_ones(tmp_path, body, table, key, hint):
+    path = _config(tmp_path, body)
+    with pytest.raises(PipelineError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert str(path) in msg and f"[{table}] {key}: unknown key" in msg
+    assert f"the valid keys of [{table}] are" in msg
+    if hint:
+        assert f"did you mean {hint}?" in msg and hint in msg.split("are", 1)[1].replace(",", " ").split()
+
+
+def test_every_documented_key_of_the_examples_loads():
+    """The shipped configurations use only valid keys (the squad-dev ones need generated data: checked by keys)."""
+    from intdistill.pipeline import _check_keys, _toml
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml")):
+        raw = _toml().loads(path.read_text())
+        _check_keys(path, {k: v for k, v in raw.items() if k != "data"})
+
+
+def test_cli_run_with_a_typo_stops_before_any_stage(tmp_path, capsys):
+    path = _config(tmp_path, "[llm]\nllm = 'local:smollm2-135m'\n[ranker]\nbatch_szie = 4\n")
+    t0 = time.perf_counter()
+    code = cli.main(["run", str(path), "--work", str(tmp_path / "w")])
+    assert code == 2 and time.perf_counter() - t0 < 5
+    err = capsys.readouterr().err
+    assert "[ranker] batch_szie: unknown key (did you mean batch_size?)" in err
+    assert not (tmp_path / "w" / "candidates.jsonl").exists()
 
 
 def test_load_config_missing_inputs(tmp_path):

@@ -50,6 +50,7 @@ command (``max_length = 128`` under ``[ranker]`` becomes ``--max-length 128`` of
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import io
 import json
@@ -86,6 +87,14 @@ _OWN_KEYS = {
     "rag": {"k", "max_queries", "retrievers", "sample", "seed"},
     "curve": {"sizes"},
 }
+
+# [table] -> the command whose options its other keys are (``max_length`` under [ranker] is train-ranker's
+# --max-length); tables not named here take their own keys only
+_COMMAND_OF = {"generate": "generate-queries", "candidates": "candidates", "label": "label", "ranker": "train-ranker",
+               "retriever": "train-retriever", "index": "index", "rag": "rag"}
+# options the pipeline sets itself, from [data] and its work directory
+_PIPELINE_SETS = {"corpus", "queries", "out", "cache", "labels", "candidates", "index", "label_source", "qrels", "ranker"}
+_LLM_COMMANDS = ("label", "rag")  # the commands every [llm] key is passed to (and generate-queries with [generate])
 
 
 class PipelineError(DataError):
@@ -201,9 +210,7 @@ def load_config(path: str | os.PathLike) -> Config:
                                         f"got {nproc!r}")
     if not isinstance(train.get("launcher", ""), str):
         raise PipelineError(path, None, f"[train] launcher: expected a command line string, got {train['launcher']!r}")
-    bad = sorted(set(sections.get("ranker_check", {})) - _OWN_KEYS["ranker_check"])
-    if bad:
-        raise PipelineError(path, None, f"[ranker_check] {bad[0]}: unknown key; expected held_out")
+    _check_keys(path, sections)
     sizes = sections.get("curve", {}).get("sizes")
     if sizes is not None and (not isinstance(sizes, list) or not sizes
                               or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
@@ -212,6 +219,42 @@ def load_config(path: str | os.PathLike) -> Config:
     if retr is not None and (not isinstance(retr, list) or not set(retr) <= {"base", "llm", "gold-first"}):
         raise PipelineError(path, None, f"[rag] retrievers: expected a list of base/llm/gold-first, got {retr!r}")
     return Config(path.resolve(), raw, resolved, sections)
+
+
+def _command_keys(command: str) -> set[str]:
+    """The TOML keys a command's options take: ``--max-length`` -> ``max_length``, ``-n`` -> ``n``."""
+    import argparse
+    import importlib
+
+    from intdistill.cli import COMMANDS
+
+    parser = argparse.ArgumentParser(prog=command, add_help=False)
+    importlib.import_module(COMMANDS[command][0]).configure(parser)
+    return {o.lstrip("-").replace("-", "_") for a in parser._actions for o in a.option_strings}
+
+
+def _check_keys(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> None:
+    """Every key of every table must mean something: an option of the table's command or one of the pipeline's own
+    keys. A typo fails here, before any stage runs, naming the file, the table, the key and the valid keys."""
+    llm_commands = [*_LLM_COMMANDS, *(["generate-queries"] if "generate" in sections else [])]
+    for table, sec in sections.items():
+        if table == "train":
+            continue  # checked with its values above
+        if table == "llm":
+            valid = set.intersection(*(_command_keys(c) for c in llm_commands)) - {"max_queries"}
+        else:
+            valid = set(_OWN_KEYS.get(table, ()))
+            if table in _COMMAND_OF:
+                valid |= _command_keys(_COMMAND_OF[table])
+            if table in ("generate", "label", "rag"):
+                valid |= {k for k in sec if k.startswith("llm") or k == "api_key_env"}
+        valid -= _PIPELINE_SETS
+        bad = sorted(set(sec) - valid)
+        if bad:
+            close = difflib.get_close_matches(bad[0], valid, n=1)
+            raise PipelineError(path, None, f"[{table}] {bad[0]}: unknown key"
+                                            + (f" (did you mean {close[0]}?)" if close else "")
+                                            + f"; the valid keys of [{table}] are {', '.join(sorted(valid))}")
 
 
 def options(section: Mapping[str, Any], skip: set[str] = frozenset()) -> list[str]:

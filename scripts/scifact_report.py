@@ -76,6 +76,7 @@ def plot_ranker_curve(points: list, path: Path) -> Path:
                 label="its retriever, test nDCG@10")
     ax.set_xlabel("labelled training lists the ranker learned")
     ax.set_ylabel("nDCG@10")
+    ax.margins(x=0.12, y=0.15)
     ax.set_title("SciFact, gold-first rankers by training-set size (2-core CPU)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -134,7 +135,8 @@ def main(argv=None) -> int:
             c = json.loads((work / n / "check.json").read_text())
             m = c["main_measure"]
             test = sources_or_curve_mean(work, qrels, n) if n in done else None
-            points.append((s, c["first_stage"][m], c["teacher"][m], c["verdict"], test))
+            short = {"better": "better", "worse": "worse"}.get(c["verdict"], "n.s.")
+            points.append((s, c["first_stage"][m], c["teacher"][m], f"{short} (p={c['p_values'][m]:.2g})", test))
             out.append(f"| {s if s != 809 else 709} | {c['first_stage'][m]:.4f} -> {c['teacher'][m]:.4f} | "
                        f"{c['p_values'][m]:.4f} | {c['verdict']} | {'-' if test is None else f'{test:.4f}'} |")
         png = plot_ranker_curve(points, work / "ranker-curve.png")

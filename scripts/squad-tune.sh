@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Gold-first rankers on the SQuAD dev part, chosen on training data only: each variant learns the first 800
+# training lists of an `intdistill run examples/squad-dev.toml` work directory and is checked on the 200 held-out
+# lists that run's ranker check used (questions 801-1,000).
+#
+# usage: scripts/squad-tune.sh [RUN_DIR] [SQUAD_DIR] [OUT]   (defaults work/squad-dev-run work/squad-dev work/squad-tune)
+set -euo pipefail
+W=${1:-work/squad-dev-run}
+S=${2:-work/squad-dev}
+O=${3:-work/squad-tune}
+IDX=${IDX:-python -m intdistill}
+mkdir -p "$O"
+for v in "top1:--listmle-top 1 --epochs 2 --lr 1e-4" "e4:--epochs 4 --lr 2e-4" "top1e4:--listmle-top 1 --epochs 4 --lr 2e-4"; do
+    n=${v%%:*}
+    a=${v#*:}
+    [ -f "$O/$n/train_summary.json" ] || $IDX train-ranker --corpus "$S/corpus.jsonl" --queries "$S/train-queries.jsonl" \
+        --label-source gold-first --candidates "$W/candidates.jsonl" --out "$O/$n" --max-queries 800 --batch-size 16 \
+        --cache-dir "$W/emb-cache" --no-progress $a > "$O/$n.log" 2>&1
+    $IDX label-report --ranker "$O/$n" --candidates "$W/ranker-check-gold-first.jsonl" --queries "$S/train-queries.jsonl" \
+        --corpus "$S/corpus.jsonl" --cache-dir "$W/emb-cache" 2>&1 | grep -E "nDCG@10|Acc@1|verdict" | sed "s/^/$n: /"
+done

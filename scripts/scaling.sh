@@ -71,11 +71,15 @@ if [ ! -f "$W/dist-809/retriever/train_summary.json" ]; then
         torchrun --nproc_per_node 2 -m intdistill train-retriever "${ONE[@]}" --out "$W/dist-809/retriever" --batch-size 4 \
         --threads 1
 fi
-for r in one-809 dist-809; do
+if [ ! -f "$W/one-809-seed1/retriever/train_summary.json" ]; then  # the noise: the same run, another seed
+    $IDX train-retriever "${ONE[@]}" --out "$W/one-809-seed1/retriever" --batch-size 8 --threads 2 --seed 1
+fi
+for r in one-809 one-809-seed1 dist-809; do
     [ -f "$W/$r/test.trec" ] || $IDX candidates --corpus "$D" --queries "$D/queries.jsonl" --qrels "$D/qrels/test.tsv" \
         -n 100 --retriever "$W/$r/retriever" --out "$W/$r/test.trec"
 done
 $IDX evaluate --qrels "$D/qrels/test.tsv" -m nDCG@10 R@100 --run "base=$DISTILL/base.trec" \
-    --run "one-process=$W/one-809/test.trec" --run "torchrun-2=$W/dist-809/test.trec"
+    --run "one-process=$W/one-809/test.trec" --run "one-process-seed1=$W/one-809-seed1/test.trec" \
+    --run "torchrun-2=$W/dist-809/test.trec"
 fi
 cat "$T"

@@ -54,7 +54,7 @@ def test_rerank(work: Path, name: str, shared: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def sources_or_curve_mean(work: Path, qrels: Path, name: str) -> float:
+def test_ndcg10(work: Path, qrels: Path, name: str) -> float:
     """A variant's test nDCG@10 (mean over the 300 test queries)."""
     return evaluate(qrels, {name: work / name / "test.trec"})["means"][name]["nDCG@10"]
 
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
             n = key.get(s, f"gold-first-{s}")
             c = json.loads((work / n / "check.json").read_text())
             m = c["main_measure"]
-            test = sources_or_curve_mean(work, qrels, n) if n in done else None
+            test = test_ndcg10(work, qrels, n) if n in done else None
             short = {"better": "better", "worse": "worse"}.get(c["verdict"], "n.s.")
             points.append((s, c["first_stage"][m], c["teacher"][m], f"{short} (p={c['p_values'][m]:.2g})", test))
             out.append(f"| {s if s != 809 else 709} | {c['first_stage'][m]:.4f} -> {c['teacher'][m]:.4f} | "

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import hashlib
 import io
 import json
@@ -221,7 +222,8 @@ def load_config(path: str | os.PathLike) -> Config:
     return Config(path.resolve(), raw, resolved, sections)
 
 
-def _command_keys(command: str) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def _command_keys(command: str) -> frozenset[str]:
     """The TOML keys a command's options take: ``--max-length`` -> ``max_length``, ``-n`` -> ``n``."""
     import argparse
     import importlib
@@ -230,7 +232,7 @@ def _command_keys(command: str) -> set[str]:
 
     parser = argparse.ArgumentParser(prog=command, add_help=False)
     importlib.import_module(COMMANDS[command][0]).configure(parser)
-    return {o.lstrip("-").replace("-", "_") for a in parser._actions for o in a.option_strings}
+    return frozenset(o.lstrip("-").replace("-", "_") for a in parser._actions for o in a.option_strings)
 
 
 def _check_keys(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> None:
@@ -241,13 +243,13 @@ def _check_keys(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> None:
         if table == "train":
             continue  # checked with its values above
         if table == "llm":
-            valid = set.intersection(*(_command_keys(c) for c in llm_commands)) - {"max_queries"}
+            valid = set.intersection(*(set(_command_keys(c)) for c in llm_commands)) - {"max_queries"}
         else:
             valid = set(_OWN_KEYS.get(table, ()))
             if table in _COMMAND_OF:
                 valid |= _command_keys(_COMMAND_OF[table])
             if table in ("generate", "label", "rag"):
-                valid |= {k for k in sec if k.startswith("llm") or k == "api_key_env"}
+                valid |= _llm_keys(sec)
         valid -= _PIPELINE_SETS
         bad = sorted(set(sec) - valid)
         if bad:

@@ -46,7 +46,7 @@ def exact_search(
     each row best first; equal scores are ordered by passage index (lower first), also at the k-th place,
     so the result equals a stable full sort by descending score. Computed in float32 tiles of ``batch``
     queries x ``passage_block`` passages (defaults: up to 256 queries, and as many passages as keep one score
-    tile within 64 MiB): BLAS matmul, then :func:`intdistill.batching.topk` (Rust, rows in parallel) per tile,
+    tile within 64 MiB): BLAS matmul, then :func:`intdistill.topk.topk` (Rust, rows in parallel) per tile,
     then a top-k of the tiles' top-k's. Tiling the passages too means a large corpus is read from memory once
     per query block rather than once per handful of queries. Cosine of a zero vector is 0.
     """
@@ -92,7 +92,7 @@ def exact_search(
     nq = q.shape[0]
     ids = np.empty((nq, k), dtype=np.int64)
     scores = np.empty((nq, k), dtype=np.float32)
-    from intdistill.batching import topk
+    from intdistill.topk import topk
 
     # Rust top-k (rows in parallel, GIL released): best first, ties broken by the lower column. Tiles are taken
     # in passage order and each keeps its k best in that order, so among equal scores the concatenation lists

@@ -3,9 +3,9 @@
 //! that validates inputs at the boundary and releases the GIL around the real work.
 
 pub mod answers;
-pub mod batching;
 pub mod metrics;
 pub mod permutation;
+pub mod topk;
 
 #[cfg(feature = "python")]
 use pyo3::prelude::*;
@@ -17,6 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     metrics::register(m)?;
     answers::register(m)?;
     permutation::register(m)?;
-    batching::register(m)?;
+    topk::register(m)?;
     Ok(())
 }

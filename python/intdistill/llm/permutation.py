@@ -27,17 +27,15 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Iterable, Sequence, Union
+from typing import Sequence, Union
 
 from intdistill import _core
 
 __all__ = [
     "ParsedPermutation",
-    "RepairSummary",
     "apply_window",
     "format_permutation",
     "parse",
-    "parse_many",
     "window_starts",
 ]
 
@@ -95,30 +93,6 @@ def parse(text: str, n: int) -> ParsedPermutation:
     return ParsedPermutation(tuple(perm), st["duplicates"], st["out_of_range"], st["missing"], st["unparseable"], st["identity"])
 
 
-def parse_many(texts: Sequence[str], n: Union[int, Sequence[int]]) -> list[ParsedPermutation]:
-    """Parse many outputs in parallel (Rust, GIL released). ``n``: one count for all, or one per text.
-
-    For large batches that stay in numpy, call ``intdistill._core.parse_permutations`` directly: it
-    returns an int32 ``(len(texts), max n)`` array padded with ``-1`` and one stats array per field.
-    """
-    if isinstance(texts, str):
-        raise ValueError("texts: expected a sequence of str, got a single str")
-    texts = list(texts)
-    if hasattr(n, "__index__"):
-        counts = [_check_n(n)] * len(texts)
-    else:
-        counts = [_check_n(k, f"n[{i}]") for i, k in enumerate(n)]
-        if len(counts) != len(texts):
-            raise ValueError(f"n: expected one candidate count per text ({len(texts)}), got {len(counts)}")
-    perms, st = _core.parse_permutations(texts, counts)
-    rows = perms.tolist()
-    columns = [st[k].tolist() for k in ("duplicates", "out_of_range", "missing", "unparseable", "identity")]
-    return [
-        ParsedPermutation(tuple(rows[i][: counts[i]]), *(c[i] for c in columns))
-        for i in range(len(texts))
-    ]
-
-
 def format_permutation(perm: Sequence[int]) -> str:
     """The canonical ranking text ``[a] > [b] > ...`` (1-based) of a permutation of ``0..len-1``."""
     return _core.format_permutation([int(p) for p in perm])
@@ -143,67 +117,3 @@ def window_starts(n: int, window: int, step: int) -> list[int]:
     ``w`` candidates as ``[1]..[w]`` and merge with ``apply_window(order, s, parse(text, w).perm)``.
     With a perfect window ranker one pass puts the true top ``window - step`` first, in order."""
     return _core.window_starts(int(n), int(window), int(step))
-
-
-@dataclass(frozen=True)
-class RepairSummary:
-    """How much repair a set of parsed rankings needed (for label-quality reports)."""
-
-    count: int  # outputs summarised
-    repaired: int  # outputs with any repair (duplicates, invented or missing ids)
-    identity: int  # outputs whose permutation is the first-stage order
-    unparseable: int  # outputs with no usable id (first-stage order used as is)
-    with_duplicates: int  # outputs with >= 1 duplicate dropped
-    with_invented: int  # outputs with >= 1 out-of-range id dropped
-    with_missing: int  # outputs with >= 1 candidate appended
-    duplicates: int  # duplicate ids dropped, in total
-    invented: int  # out-of-range ids dropped, in total
-    missing: int  # candidates appended, in total
-
-    @classmethod
-    def from_parsed(cls, parsed: Iterable[ParsedPermutation]) -> "RepairSummary":
-        items = list(parsed)
-        return cls(
-            count=len(items),
-            repaired=sum(p.repaired for p in items),
-            identity=sum(p.identity for p in items),
-            unparseable=sum(p.unparseable for p in items),
-            with_duplicates=sum(p.duplicates > 0 for p in items),
-            with_invented=sum(p.out_of_range > 0 for p in items),
-            with_missing=sum(p.missing > 0 for p in items),
-            duplicates=sum(p.duplicates for p in items),
-            invented=sum(p.out_of_range for p in items),
-            missing=sum(p.missing for p in items),
-        )
-
-    def _share(self, k: int) -> float:
-        return k / self.count if self.count else 0.0
-
-    @property
-    def repair_rate(self) -> float:
-        """Share of outputs with any repair (0.0 for no outputs)."""
-        return self._share(self.repaired)
-
-    @property
-    def identity_rate(self) -> float:
-        """Share of outputs equal to the first-stage order (0.0 for no outputs)."""
-        return self._share(self.identity)
-
-    @property
-    def mean_missing(self) -> float:
-        """Candidates appended per output (0.0 for no outputs)."""
-        return self._share(self.missing)
-
-    @property
-    def mean_invented(self) -> float:
-        """Out-of-range ids dropped per output (0.0 for no outputs)."""
-        return self._share(self.invented)
-
-    def __str__(self) -> str:
-        return (
-            f"{self.count} outputs: {self.repaired} repaired ({self.repair_rate:.1%}), "
-            f"{self.identity} identity ({self.identity_rate:.1%}), {self.unparseable} unparseable; "
-            f"missing {self.missing} in {self.with_missing} (mean {self.mean_missing:.2f}/output), "
-            f"duplicates {self.duplicates} in {self.with_duplicates}, "
-            f"invented ids {self.invented} in {self.with_invented}"
-        )

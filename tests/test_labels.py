@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from intdistill.data import DataError, Passage, Query
-from intdistill.labels import Label, label_candidates, load_labels, plot_positions, teacher_report
+from intdistill.gate import plot_positions, teacher_report
+from intdistill.labels import Label, label_candidates, load_labels
 from intdistill.llm.client import ChatResult
 from intdistill.llm.listwise import ListwiseConfig, borda, rank_queries
 
@@ -254,7 +255,7 @@ class StubRanker:
 
 
 def test_ranker_labels_order_by_score_ties_keep_the_first_stage_order():
-    from intdistill.labels import ranker_labels
+    from intdistill.gate import ranker_labels
 
     corpus = {d: Passage(d, f"passage {d} score={s}", title="T") for d, s in
               (("a", 1), ("b", 3), ("c", 3), ("d", 0), ("e", 7))}
@@ -273,7 +274,7 @@ def test_ranker_labels_order_by_score_ties_keep_the_first_stage_order():
 
 
 def test_teacher_report_of_a_ranker_says_ranker_and_has_no_repair_line():
-    from intdistill.labels import ranker_labels
+    from intdistill.gate import ranker_labels
 
     # 24 lists; the first stage puts the relevant passage second, the ranker (by score) puts it first
     corpus = {f"{q}-{i}": Passage(f"{q}-{i}", f"text score={9 if i == 1 else 5 - i}") for q in range(24)

@@ -30,7 +30,7 @@ from intdistill.evaluate import (
     prepare,
     prepare_topk,
 )
-from intdistill.evaluate import _student_t_two_sided as student_t_fallback
+from intdistill.significance import _student_t_two_sided as student_t_fallback
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KINDS = {"nDCG": "ndcg", "R": "recall", "P": "precision", "RR": "rr", "AP": "ap", "Success": "success"}

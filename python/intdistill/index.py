@@ -562,9 +562,10 @@ def _usearch_version() -> str:
 
 
 def _write_json(path: Path, obj, *, indent: int | None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from intdistill.journal import atomic_writer
+
+    with atomic_writer(path) as f:
+        f.write(json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
 def _read_json(path: Path):

@@ -1,9 +1,11 @@
 """The whole method as one resumable command: ``intdistill run CONFIG.toml``.
 
-Stages, in order (each one is an ``intdistill`` command run in-process, so every step can be rerun by hand
-with the command line the manifest records):
+Stages, in order (:data:`SPECS`). The judging stages (ranker check, evaluate, the RAG scores) call library
+functions (:mod:`intdistill.stages`); the others run an ``intdistill`` command in-process. Either way the
+manifest records the command line that does the same, so every step can be rerun by hand:
 
 ==================  ===========================================================================================
+``generate``        corpus only (no ``[data] train_queries``): the LLM writes the training queries
 ``candidates``      first stage: top-n passages of every training query (base retriever, exact search)
 ``label``           the LLM ranks the candidate lists of the first ``label.max_queries`` queries
 ``gate``            the teacher's order vs the first stage's inside the labelled lists, judged by qrels or
@@ -58,7 +60,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -69,8 +70,39 @@ from intdistill.data import DataError
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("generate", "candidates", "label", "gate", "train-ranker", "ranker-check", "train-retriever", "index", "evaluate", "rag",
-          "curve", "report")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One pipeline stage: its name (``--from``/``--until``), the configuration tables its key hashes (with
+    its inputs' hashes and the keys of the stages before it), and the outputs that must exist for a finished
+    stage to be skipped on a rerun. ``Pipeline.stage_<name>`` runs it."""
+
+    name: str
+    reads: tuple[str, ...]
+    outputs: Callable[["Pipeline"], list[Path]]
+
+    @property
+    def method(self) -> str:
+        return "stage_" + self.name.replace("-", "_")
+
+
+SPECS = (
+    StageSpec("generate", ("llm", "generate"), lambda p: [p.train_queries] if p.cfg.generated else []),
+    StageSpec("candidates", ("candidates",), lambda p: [p.p("candidates.jsonl")]),
+    StageSpec("label", ("llm", "label"), lambda p: [p.p("labels.jsonl")]),
+    StageSpec("gate", (), lambda p: [p.p("gate.json")]),
+    StageSpec("train-ranker", ("ranker", "reference"), lambda p: list(p.rankers().values())),
+    StageSpec("ranker-check", ("ranker_check", "ranker", "reference"), lambda p: [p.p("ranker-check.json")]),
+    StageSpec("train-retriever", ("retriever", "reference"), lambda p: [p.p(RETRIEVER_DIRS[n]) for n in p.distilled()]),
+    StageSpec("index", ("index",), lambda p: [p.index_of(n) for n in p.retrievers()]),
+    StageSpec("evaluate", ("evaluate",), lambda p: [p.p("evaluate.json")]),
+    StageSpec("rag", ("llm", "rag"), lambda p: [p.p("rag.json")]),
+    StageSpec("curve", ("curve", "ranker", "retriever"), lambda p: []),
+    StageSpec("report", (), lambda p: [p.p("report.md")]),
+)
+SPEC = {s.name: s for s in SPECS}
+STAGES = tuple(SPEC)
 SECTIONS = {"data", "llm", "generate", "train", "candidates", "label", "gate", "ranker", "ranker_check", "retriever", "reference", "index",
             "evaluate", "rag", "curve"}
 DEFAULT_HELD_OUT = 100  # [ranker_check] held_out: training lists kept out of both rankers' training, to judge them
@@ -102,8 +134,16 @@ class PipelineError(DataError):
     """A bad configuration or a stage that failed on bad input (exit 2)."""
 
 
-class GateStopped(Exception):
-    """The teacher gate stopped the run (exit 3); everything before it is saved."""
+class RunStopped(Exception):
+    """The run stopped on purpose before its end (exit 3); everything before it is saved and a rerun goes on."""
+
+
+class GateStopped(RunStopped):
+    """The teacher gate or the ranker check stopped the run: the teacher would make the retriever worse."""
+
+
+class BudgetStopped(RunStopped):
+    """A stage reached ``--max-calls``/``--max-cost``: rerun (with a larger budget) to go on."""
 
 
 class StageFailed(RuntimeError):
@@ -224,10 +264,16 @@ def load_config(path: str | os.PathLike) -> Config:
 
 @functools.lru_cache(maxsize=None)
 def _command_keys(command: str) -> frozenset[str]:
-    """The TOML keys a command's options take: ``--max-length`` -> ``max_length``, ``-n`` -> ``n``."""
+    """The TOML keys a command's options take: its stage configuration's fields, or (for a command not yet in
+    the stages layer) its flags: ``--max-length`` -> ``max_length``, ``-n`` -> ``n``."""
     import argparse
     import importlib
 
+    from intdistill import stages
+
+    config = stages.CONFIGS.get(command)
+    if config is not None:
+        return config.keys()
     from intdistill.cli import COMMANDS
 
     parser = argparse.ArgumentParser(prog=command, add_help=False)
@@ -312,13 +358,9 @@ def versions() -> dict[str, str]:
 
 
 def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from intdistill.journal import write_json_atomic
+
+    write_json_atomic(path, obj)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -333,15 +375,21 @@ class StageResult:
 
 class Pipeline:
     """One pipeline run in ``work`` (see the module docstring). ``run_command`` executes an ``intdistill``
-    command line (default: :func:`intdistill.cli.main` in-process) and returns ``(exit code, stdout)``."""
+    command line (default: :func:`intdistill.cli.main` in-process) and returns ``(exit code, stdout)``;
+    ``library`` (default: :mod:`intdistill.stages`) holds the functions the judging stages call directly
+    (``open_index``, ``search``, ``compare_runs``, ``check_ranker``, ``rag_scores``)."""
 
     def __init__(self, config: Config, work: str | os.PathLike, *, allow_weak_teacher: bool | None = None,
-                 run_command: Callable[[list[str]], tuple[int, str]] | None = None, echo: bool = True):
+                 run_command: Callable[[list[str]], tuple[int, str]] | None = None, library=None,
+                 echo: bool = True):
         self.cfg = config
         self.work = Path(work)
         self.allow_weak = (bool(config.section("gate").get("allow_weak_teacher", False))
                            if allow_weak_teacher is None else allow_weak_teacher)
         self.run_command = run_command or _run_cli
+        if library is None:
+            from intdistill import stages as library
+        self.lib = library  # the library functions the judging stages call (intdistill.stages; tests fake them)
         self.echo = echo
         self.manifest_path = self.work / MANIFEST
         self.manifest: dict = {}
@@ -415,11 +463,7 @@ class Pipeline:
         keys of the stages before it."""
         idx = STAGES.index(name)
         before = [self.manifest["stages"].get(s, {}).get("key", "") for s in STAGES[:idx]]
-        reads = {"generate": ["llm", "generate"], "candidates": ["candidates"], "label": ["llm", "label"], "gate": [],
-                 "train-ranker": ["ranker", "reference"], "ranker-check": ["ranker_check", "ranker", "reference"],
-                 "train-retriever": ["retriever", "reference"],
-                 "index": ["index"], "evaluate": ["evaluate"], "rag": ["llm", "rag"], "curve": ["curve", "ranker",
-                 "retriever"], "report": []}[name]
+        reads = SPEC[name].reads
         # --allow-weak-teacher is not part of any key: a stage it stopped has status "stopped" and reruns anyway,
         # and one it let through stays done (turning the flag on must not retrain the rankers)
         # ... but which rankers are distilled (the check's verdict, or the flag forcing them) is
@@ -434,13 +478,26 @@ class Pipeline:
         if self.echo:
             print(text, file=sys.stderr, flush=True)
 
+    def config(self, cls, table: str, section: Mapping[str, Any], **given: Any):
+        """The stage configuration ``cls`` of ``[table]`` plus what the pipeline sets itself (``given``); a bad
+        value is a PipelineError naming the file, the table and the key."""
+        try:
+            return cls.from_table(section, where=f"[{table}]", **given)
+        except ValueError as e:
+            raise PipelineError(self.cfg.path, None, str(e)) from None
+
+    def record(self, stage: str, argv: list) -> list[str]:
+        """Record in the manifest the command line that does what ``stage`` does next (for a rerun by hand)."""
+        argv = [str(a) for a in argv]
+        self.manifest["stages"].setdefault(stage, {}).setdefault("commands", []).append(argv)
+        self._save_manifest()
+        return argv
+
     def cmd(self, stage: str, argv: list[str], *, capture: bool = False) -> str:
         """Run one ``intdistill`` command for ``stage``; record it; raise on a non-zero exit. Its stdout is
         returned; with ``capture`` the pipeline reads it (JSON, score lines) and it is not echoed, else it is
         echoed to stdout."""
-        argv = [str(a) for a in argv]
-        self.manifest["stages"].setdefault(stage, {}).setdefault("commands", []).append(argv)
-        self._save_manifest()
+        argv = self.record(stage, argv)
         launcher = self.launcher(argv)
         self.say(f"$ {' '.join(launcher) + ' ' if launcher else ''}intdistill {' '.join(argv)}")
         code, out = self.run_command(argv) if not launcher else _run_launched(launcher, argv)
@@ -448,7 +505,7 @@ class Pipeline:
             sys.stdout.write(out)
             sys.stdout.flush()
         if code == 3:
-            raise GateStopped(f"stage {stage}: `intdistill {argv[0]}` stopped (budget); rerun to go on")
+            raise BudgetStopped(f"stage {stage}: `intdistill {argv[0]}` stopped (budget); rerun to go on")
         if code == 4:  # finished, but some items' LLM calls failed: go on with the rest; a rerun retries them
             self.manifest["stages"][stage]["failed_items"] = True
             self._save_manifest()
@@ -473,6 +530,14 @@ class Pipeline:
         return shlex.split(template.format(nproc=nproc)) + ["-m", "intdistill"]
 
     def run(self, *, start: str | None = None, until: str | None = None) -> list[StageResult]:
+        """Run the stages from ``start`` to ``until``; the corpus, queries and qrels are parsed once for all of
+        them (:func:`intdistill.loaded.shared`)."""
+        from intdistill.loaded import shared
+
+        with shared():
+            return self._run(start=start, until=until)
+
+    def _run(self, *, start: str | None = None, until: str | None = None) -> list[StageResult]:
         for name, value in (("--from", start), ("--until", until)):
             if value is not None and value not in STAGES:
                 raise PipelineError(None, None, f"{name}: expected one of {', '.join(STAGES)}, got {value!r}")
@@ -501,8 +566,8 @@ class Pipeline:
             self._save_manifest()
             t0 = time.perf_counter()
             try:
-                getattr(self, "stage_" + name.replace("-", "_"))()
-            except GateStopped:
+                getattr(self, SPEC[name].method)()
+            except RunStopped:
                 self._finish(name, "stopped", t0)
                 raise
             except BaseException:
@@ -545,15 +610,7 @@ class Pipeline:
         self.say(f"== {name}: {status} in {rec['seconds']:.1f}s")
 
     def _outputs_exist(self, name: str) -> bool:
-        outs = {"generate": [self.train_queries] if self.cfg.generated else [],
-                "candidates": [self.p("candidates.jsonl")], "label": [self.p("labels.jsonl")],
-                "gate": [self.p("gate.json")], "train-ranker": list(self.rankers().values()),
-                "ranker-check": [self.p("ranker-check.json")],
-                "train-retriever": [self.p(RETRIEVER_DIRS[n]) for n in self.distilled()],
-                "index": [self.index_of(n) for n in self.retrievers()],
-                "evaluate": [self.p("evaluate.json")], "rag": [self.p("rag.json")], "curve": [],
-                "report": [self.p("report.md")]}[name]
-        return all(o.exists() for o in outs)
+        return all(o.exists() for o in SPEC[name].outputs(self))
 
     # -------------------------------------------------------------- data flags
     def judge_args(self, split: str) -> list[str]:
@@ -582,11 +639,16 @@ class Pipeline:
                  "teacher gate and the ranker check judge them by their source passages (synthetic judgements)")
 
     def stage_candidates(self) -> None:
+        from intdistill.stages import CandidatesConfig
+
         sec = self.cfg.section("candidates")
         sec.setdefault("n", 10)
-        self.cmd("candidates", ["candidates", "--corpus", self.cfg.data["corpus"], "--queries",
-                                self.train_queries, *self.judge_args("train"), "--out",
-                                self.p("candidates.jsonl"), "--cache-dir", self.p("emb-cache"), *options(sec)])
+        cfg = self.config(CandidatesConfig, "candidates", sec, corpus=str(self.cfg.data["corpus"]),
+                          queries=str(self.train_queries), out=str(self.p("candidates.jsonl")),
+                          cache_dir=str(self.p("emb-cache")),
+                          **({"qrels": str(self.train_qrels)} if self.train_qrels else {}))
+        self.record("candidates", cfg.argv())
+        self.lib.candidates(cfg)
 
     def stage_label(self) -> None:
         sec = self.cfg.section("label")
@@ -599,7 +661,8 @@ class Pipeline:
 
     def stage_gate(self) -> None:
         from intdistill import data
-        from intdistill.labels import load_labels, plot_positions, teacher_report
+        from intdistill.gate import plot_positions, teacher_report
+        from intdistill.labels import load_labels
 
         labels = load_labels(self.p("labels.jsonl"))
         if self.train_qrels is not None:
@@ -706,14 +769,20 @@ class Pipeline:
         return {name: f[-n:] if n else [] for name, f in free.items()}
 
     def stage_ranker_check(self) -> None:
+        from intdistill import data
         from intdistill.candidates import Candidates
-        from intdistill.labels import TeacherReport
+        from intdistill.stages import RankerCheck
 
         n = int(self.cfg.section("ranker_check").get("held_out", DEFAULT_HELD_OUT))
         result: dict[str, Any] = {"held_out": n, "reports": {}, "skipped": {}, "decision": "go on"}
         cands = Candidates.load(self.p("candidates.jsonl"))
         sec = self.cfg.section("ranker")
         scoring = options({k: sec[k] for k in ("max_length", "device") if k in sec})
+        check = RankerCheck(max_length=sec.get("max_length"), device=sec.get("device"),
+                            cache_dir=str(self.p("emb-cache")), progress=sys.stderr.isatty())
+        corpus = data.load_corpus(self.cfg.data["corpus"])
+        queries = data.load_queries(self.train_queries)
+        qrels = data.load_qrels(self.train_qrels) if self.train_qrels is not None else None
         distil: dict[str, bool] = {}
         for name, held in self.held_out_lists(n).items():
             if not held:
@@ -729,13 +798,12 @@ class Pipeline:
                          "paired test to tell much")
             path = self.p(f"ranker-check-{name}.jsonl")
             Candidates({q: cands[q] for q in held}, cands.retriever).save(path)
-            text = self.cmd("ranker-check", ["label-report", "--ranker", self.rankers()[name], "--candidates", path,
-                                             "--queries", self.train_queries, "--corpus",
-                                             self.cfg.data["corpus"], *self.judge_args("train"), "--format", "json",
-                                             "--cache-dir", self.p("emb-cache"), *scoring], capture=True)
-            d = json.loads(text)
-            d.pop("verdict", None)
-            report = TeacherReport(**{**d, "position_counts": tuple(tuple(r) for r in d["position_counts"])})
+            self.record("ranker-check", ["label-report", "--ranker", self.rankers()[name], "--candidates", path,
+                                         "--queries", self.train_queries, "--corpus", self.cfg.data["corpus"],
+                                         *self.judge_args("train"), "--format", "json", "--cache-dir",
+                                         self.p("emb-cache"), *scoring])
+            lists = {q: (queries[q].text if q in queries else cands[q].query, cands[q].docids) for q in held}
+            report = self.lib.check_ranker(self.rankers()[name], lists, corpus, check, qrels=qrels, queries=queries)
             result["reports"][name] = {"lists": len(held), "report": report.to_json(), "verdict": report.verdict,
                                        "lines": report.lines()}
             self.say("\n".join(["", f"ranker check ({name} ranker): its order vs the first stage's on {len(held)} "
@@ -784,66 +852,91 @@ class Pipeline:
         return sec
 
     def stage_index(self) -> None:
+        from intdistill.stages import IndexConfig
+
         sec = self.cfg.section("index")
         for name, retr in self.retrievers().items():
-            out = self.p("index") if name == "llm" else self.p(f"index-{name}")
-            self.cmd("index", ["index", "--corpus", self.cfg.data["corpus"], "--out", out,
-                               *(["--retriever", retr] if retr else []), *options(sec)])
+            cfg = self.config(IndexConfig, "index", sec, corpus=str(self.cfg.data["corpus"]),
+                              out=str(self.index_of(name)), **({"retriever": str(retr)} if retr else {}))
+            self.record("index", cfg.argv())
+            self.lib.build_index(cfg)
 
     def index_of(self, name: str) -> Path:
         return self.p("index") if name == "llm" else self.p(f"index-{name}")
 
     def _evaluate(self, stage: str, runs: Mapping[str, Path]) -> dict:
+        """Evaluate the TREC runs ``name -> path`` on the test split and test each against the first (the base):
+        the dict of :meth:`intdistill.significance.Comparison.to_dict`."""
+        from intdistill import data
+        from intdistill.evaluate import default_measures
+
         sec = self.cfg.section("evaluate")
-        measures = sec.get("measures") or (["nDCG@10", "R@100", "RR@10"] if self.cfg.judged_by == "qrels"
-                                           else ["Acc@1", "Acc@5", "Acc@20"])
-        judge = (["--qrels", self.cfg.data["test_qrels"]] if self.cfg.judged_by == "qrels" else
+        by_qrels = self.cfg.judged_by == "qrels"
+        measures = sec.get("measures") or list(default_measures("test", qrels=by_qrels))
+        judge = (["--qrels", self.cfg.data["test_qrels"]] if by_qrels else
                  ["--queries", self.cfg.data["test_queries"], "--corpus", self.cfg.data["corpus"]])
-        argv = ["evaluate", *judge, "-m", *measures, "--format", "json"]
-        for name, run in runs.items():
-            argv += ["--run", f"{name}={run}"]
-        out = json.loads(self.cmd(stage, argv, capture=True))
-        if len(runs) == 1:  # one run: no comparison object
-            out = {"baseline": next(iter(runs)), "measures": out["measures"], "means": {next(iter(runs)): out["mean"]},
-                   "tests": {}}
-        return out
+        self.record(stage, ["evaluate", *judge, "-m", *measures, "--format", "json",
+                            *(a for name, run in runs.items() for a in ("--run", f"{name}={run}"))])
+        try:
+            comparison = self.lib.compare_runs(
+                {name: data.load_run(path) for name, path in runs.items()}, measures,
+                qrels=data.load_qrels(self.cfg.data["test_qrels"]) if by_qrels else None,
+                queries=None if by_qrels else data.load_queries(self.cfg.data["test_queries"]),
+                corpus=None if by_qrels else data.load_corpus(self.cfg.data["corpus"]))
+        except ValueError as e:
+            if isinstance(e, DataError):
+                raise
+            raise PipelineError(self.cfg.path, None, f"[evaluate]: {e}") from None
+        return comparison.to_dict()
 
     def stage_evaluate(self) -> None:
         sec = self.cfg.section("evaluate")
         depth = int(sec.get("depth", 100))
+        from intdistill import data
+        from intdistill.significance import Comparison, PairedTest
         runs = {}
+        queries = data.load_queries(self.cfg.data["test_queries"])
         self.p("runs").mkdir(parents=True, exist_ok=True)
         for name in self.retrievers():
             runs[name] = self.p("runs", f"{name}.trec")
-            self.cmd("evaluate", ["search", "--index", self.index_of(name), "--queries", self.cfg.data["test_queries"],
-                                  "-k", depth, "--out", runs[name]])
+            self.record("evaluate", ["search", "--index", self.index_of(name), "--queries",
+                                     self.cfg.data["test_queries"], "-k", depth, "--out", runs[name]])
+            found = self.lib.search(self.lib.open_index(self.index_of(name), depth), queries, depth,
+                                    progress=sys.stderr.isatty())
+            data.save_run(found.to_run(), runs[name])
+            self.say(f"{name}: {len(found)} test queries x {depth} passages -> {runs[name]}")
         result = self._evaluate("evaluate", runs)
         _atomic_json(self.p("evaluate.json"), result)
-        from intdistill.evaluate import Comparison, PairedTest
-
         comp = Comparison(result["baseline"], tuple(result["measures"]), result["means"],
                           {r: {m: PairedTest(**t) for m, t in ts.items()} for r, ts in result["tests"].items()})
         self.say("test retrieval (paired randomization tests against the base):\n" + comp.to_markdown())
-        worse = [(r, m) for r, ts in comp.tests.items() for m, t in ts.items() if t.delta < 0 and t.p_value < 0.05]
+        worse = [(r, m) for r, ts in comp.tests.items() for m, t in ts.items() if t.verdict() == "worse"]
         if worse:
             self.say("!" * 78 + "\nWARNING: significantly WORSE than the base retriever: "
                      + ", ".join(f"{r} on {m}" for r, m in worse) + ". Keep using the base retriever for these.\n"
                      + "!" * 78)
 
     def stage_rag(self) -> None:
+        from intdistill import data
+        from intdistill.stages import select_queries
+
         sec = self.cfg.section("rag")
         k = int(sec.get("k", 3))
         names = sec.get("retrievers") or ["base", "llm"]
         names = [n for n in names if n in self.retrievers()]
         n = sec.get("max_queries")
         extra = options(sec, _OWN_KEYS["rag"] | _llm_keys(sec))
+        asked = list(select_queries(data.load_queries(self.cfg.data["test_queries"]), sample=sec.get("sample"),
+                                    seed=int(sec.get("seed", 0)), max_queries=n))
         scores = {}
         for name in names:
             out = self.p(f"rag-{name}.jsonl")
-            text = self.cmd("rag", ["rag", "--index", self.index_of(name), "--queries", self.cfg.data["test_queries"],
-                                    "--corpus", self.cfg.data["corpus"], "-k", k, "--out", out,
-                                    *(["--max-queries", n] if n else []), *extra, *self.llm_args("rag")], capture=True)
-            scores[name] = _parse_scores(text)
+            self.cmd("rag", ["rag", "--index", self.index_of(name), "--queries", self.cfg.data["test_queries"],
+                             "--corpus", self.cfg.data["corpus"], "-k", k, "--out", out,
+                             *(["--max-queries", n] if n else []),
+                             *(["--sample", sec["sample"], "--seed", sec.get("seed", 0)] if sec.get("sample") else []),
+                             *extra, *self.llm_args("rag")], capture=True)
+            scores[name] = self.lib.rag_scores(out, k, asked)
         _atomic_json(self.p("rag.json"), {"k": k, "scores": scores, "tests": self._rag_tests(names)})
 
     def _rag_tests(self, names: Sequence[str]) -> dict:
@@ -907,23 +1000,6 @@ def data_lines(path: Path) -> list[str]:
 
 def _llm_keys(section: Mapping[str, Any]) -> set[str]:
     return {k for k in section if k.startswith("llm") or k == "api_key_env"}
-
-
-def _parse_scores(text: str) -> dict[str, float | int | None]:
-    """The ``NAME value`` lines `intdistill rag` prints on stdout -> dict."""
-    out: dict[str, float | int | None] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            name, value = parts
-            if value == "n/a":
-                out[name] = None
-            else:
-                try:
-                    out[name] = int(value) if value.isdigit() else float(value)
-                except ValueError:
-                    continue
-    return out
 
 
 def _run_launched(launcher: list[str], argv: list[str]) -> tuple[int, str]:

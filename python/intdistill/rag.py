@@ -35,9 +35,7 @@ is written and ``answer_questions`` returns with ``stopped`` set to the reason (
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -372,6 +370,17 @@ def _scored(records: Sequence[RagRecord], queries: Mapping[str, Query], corpus: 
     return [replace(r, **by_qid[r.qid]) for r in records]
 
 
+def measures_of(records: Sequence[RagRecord], k: int) -> dict[str, float | None]:
+    """EM, F1 and Acc@k (a gold answer in one of the k retrieved passages) of ``records``: means over the scored
+    ones, None when none is scored."""
+    scored = [r for r in records if r.scored]
+    if not scored:
+        return {"EM": None, "F1": None, f"Acc@{k}": None}
+    n = len(scored)
+    return {"EM": sum(r.em for r in scored) / n, "F1": sum(r.f1 for r in scored) / n,
+            f"Acc@{k}": sum(r.hit_rank is not None for r in scored) / n}
+
+
 @dataclass(frozen=True)
 class RagResult:
     """What ``answer_questions`` did. ``records``: every given question that has a prediction (this run's
@@ -404,25 +413,21 @@ class RagResult:
         """Answered questions without gold answers."""
         return len(self.records) - self.n_scored
 
-    def _mean(self, values) -> float | None:
-        values = list(values)
-        return sum(values) / len(values) if values else None
-
     @property
     def em(self) -> float | None:
-        return self._mean(r.em for r in self.records if r.scored)
+        return self.measures()["EM"]
 
     @property
     def f1(self) -> float | None:
-        return self._mean(r.f1 for r in self.records if r.scored)
+        return self.measures()["F1"]
 
     @property
     def accuracy(self) -> float | None:
         """Acc@k: share of scored questions with a gold answer in one of their k retrieved passages."""
-        return self._mean(float(r.hit_rank is not None) for r in self.records if r.scored)
+        return self.measures()[f"Acc@{self.k}"]
 
     def measures(self) -> dict[str, float | None]:
-        return {"EM": self.em, "F1": self.f1, f"Acc@{self.k}": self.accuracy}
+        return measures_of(self.records, self.k)
 
     def lines(self) -> list[str]:
         """Diagnostics (for stderr)."""

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+from intdistill.significance import SAME, WORSE, verdict
+
 
 def _load(path: Path):
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -39,8 +41,8 @@ def comparison_table(result: Mapping) -> list[str]:
             cell = f"{means[m]:.4f}"
             t = result.get("tests", {}).get(run, {}).get(m)
             if t:
-                mark = " **worse**" if t["delta"] < 0 and t["p_value"] < 0.05 else (
-                    " **better**" if t["delta"] > 0 and t["p_value"] < 0.05 else "")
+                v = verdict(t["delta"], t["p_value"])
+                mark = f" **{v}**" if v != SAME else ""
                 cell += f" ({t['delta']:+.4f}, p={t['p_value']:.3g}){mark}"
             cells.append(cell)
         lines.append(f"| {run} | " + " | ".join(cells) + " |")
@@ -161,7 +163,7 @@ def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
                 *comparison_table(ev)]
         out += ["", _figure("retrieval", lambda: plot_bars(ev["means"], work / "retrieval.png", "test retrieval"))]
         worse = [f"{r} on {m}" for r, ts in ev.get("tests", {}).items() for m, t in ts.items()
-                 if t["delta"] < 0 and t["p_value"] < 0.05]
+                 if verdict(t["delta"], t["p_value"]) == WORSE]
         if worse:
             out += ["", "> **Warning:** significantly worse than the base retriever: " + ", ".join(worse)
                     + ". Keep the base retriever for these."]

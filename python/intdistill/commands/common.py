@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import NamedTuple
 
 
 def _int_at_least(value: str, minimum: int, expected: str) -> int:
@@ -70,49 +69,13 @@ def add_index_args(parser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 
-def _retriever_source(index, index_path: str) -> str | None:
-    """What Retriever.load gets when --retriever is omitted: the recorded directory, else the recorded name
-    (the bundled MiniLM when that is its hub name)."""
-    from intdistill.data import DataError
-    from intdistill.models.common import DEFAULT_MODEL_NAME
-
-    m = index.meta
-    if m.retriever_path and os.path.isdir(m.retriever_path):
-        return m.retriever_path
-    if m.retriever_name == DEFAULT_MODEL_NAME:
-        return None
-    if m.retriever_name:
-        return m.retriever_name
-    raise DataError(index_path, None, "the index records no retriever (built from raw embeddings): give --retriever")
-
-
-class OpenIndex(NamedTuple):
-    index: object  # intdistill.index.DenseIndex
-    retriever: object  # intdistill.models.Retriever, checked against the index
-
-
-def open_index(args, k: int) -> OpenIndex:
+def open_index(args, k: int):
     """Load ``args.index`` (``--mmap``, ``--expansion-search``) and its retriever (``--retriever``, else the one
-    recorded in meta.json), and check that they fit: ``k`` at most the passages indexed, the same embedding
-    dimension, the same retriever fingerprint unless ``--allow-retriever-mismatch``. Misfits raise DataError."""
-    from intdistill.data import DataError
-    from intdistill.index import DenseIndex, RetrieverMismatchError
-    from intdistill.models import Retriever
+    recorded in meta.json), checked to fit (:func:`intdistill.stages.open_index`)."""
+    from intdistill.stages import open_index as _open
 
-    index = DenseIndex.load(args.index, mmap=args.mmap)
-    if k > len(index):
-        raise DataError(args.index, None, f"expected -k at most {len(index)} (the passages indexed), got {k}")
-    if args.expansion_search is not None:
-        index.expansion_search = args.expansion_search
-    source = args.retriever if args.retriever is not None else _retriever_source(index, args.index)
-    retriever = Retriever.load(source, device=args.device)
-    try:
-        index.check_retriever(retriever, allow_mismatch=args.allow_retriever_mismatch)
-    except RetrieverMismatchError as e:
-        raise DataError(args.index, None, f"{e} (command line: --allow-retriever-mismatch)") from None
-    except ValueError as e:  # the retriever's dimension is not the index's
-        raise DataError(args.index, None, str(e)) from None
-    return OpenIndex(index, retriever)
+    return _open(args.index, k, retriever=args.retriever, mmap=args.mmap, expansion_search=args.expansion_search,
+                 device=args.device, allow_mismatch=args.allow_retriever_mismatch)
 
 
 def index_corpus(index, index_path: str, corpus_path: str | None):
@@ -146,16 +109,10 @@ def add_query_selection_args(parser) -> None:
 
 
 def select_queries(queries: dict, args) -> dict:
-    """``queries`` cut to a seeded random ``--sample`` of N (kept in file order), then to the first
-    ``--max-queries``; unchanged when neither is given."""
-    if args.sample is not None and args.sample < len(queries):
-        import random
+    """``queries`` cut by ``--sample``/``--seed``/``--max-queries`` (:func:`intdistill.stages.select_queries`)."""
+    from intdistill.stages import select_queries as select
 
-        keep = set(random.Random(args.seed).sample(list(queries), args.sample))
-        queries = {qid: q for qid, q in queries.items() if qid in keep}
-    if args.max_queries is not None:
-        queries = dict(list(queries.items())[: args.max_queries])
-    return queries
+    return select(queries, sample=args.sample, seed=args.seed, max_queries=args.max_queries)
 
 
 def add_llm_args(parser, *, cache_default: str | None = None) -> None:

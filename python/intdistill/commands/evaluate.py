@@ -17,11 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-ANSWER_DEFAULTS = ("Acc@1", "Acc@5", "Acc@20")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from intdistill.evaluate import DEFAULT_MEASURES, REGISTRY
+    from intdistill.evaluate import DEFAULT_MEASURES, REGISTRY, default_measures
+
+    ANSWER_DEFAULTS = default_measures("evaluate", qrels=False)
 
     known = ", ".join(f"{s.name}@k" for s in REGISTRY.values())
     parser.add_argument("--run", action="append", required=True, metavar="[NAME=]PATH",
@@ -121,9 +122,9 @@ def format_json(result, per_query: bool) -> str:
 def run(args: argparse.Namespace) -> int:
     from intdistill import data
     from intdistill.cli import EXIT_BAD_INPUT
-    from intdistill.evaluate import DEFAULT_MEASURES, evaluate, parse_measures
+    from intdistill.evaluate import default_measures, evaluate, parse_measures
 
-    names = args.measures or (DEFAULT_MEASURES if args.qrels or not (args.queries or args.corpus) else ANSWER_DEFAULTS)
+    names = args.measures or default_measures("evaluate", qrels=bool(args.qrels or not (args.queries or args.corpus)))
     errors = []
     measures = []
     for name in names:  # report every bad name at once

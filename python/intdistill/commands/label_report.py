@@ -39,26 +39,21 @@ def configure(p) -> None:
 def _ranker_labels(args, queries, corpus):
     from intdistill.commands.common import read_lists, with_query_texts
     from intdistill.data import DataError
-    from intdistill.labels import ranker_labels
-    from intdistill.models import Ranker
+    from intdistill.stages import RankerCheck, ranker_order
 
     lists = read_lists(args.candidates)[0]
     if not lists:
         raise DataError(args.candidates, None, "expected at least one candidate list, got none")
     lists = with_query_texts(lists, queries, args.candidates, "candidate list")
-    try:
-        ranker = Ranker.load(args.ranker, max_length=args.max_length, device=args.device)
-    except (OSError, ValueError) as e:
-        raise DataError(args.ranker, None, f"expected a ranker directory or hub name: {e}") from None
-    if args.cache_dir:
-        ranker.prime_corpus(corpus, (d for _, cands in lists.values() for d in cands), cache_dir=args.cache_dir,
-                            progress=sys.stderr.isatty())
-    return ranker_labels(ranker, lists, corpus, batch_size=args.batch_size, progress=sys.stderr.isatty())
+    cfg = RankerCheck(max_length=args.max_length, batch_size=args.batch_size, device=args.device,
+                      cache_dir=args.cache_dir, k=args.k, progress=sys.stderr.isatty())
+    return ranker_order(args.ranker, lists, corpus, cfg)
 
 
 def run(args) -> int:
     from intdistill.data import DataError, load_corpus, load_qrels, load_queries
-    from intdistill.labels import load_labels, plot_positions, teacher_report
+    from intdistill.gate import plot_positions, teacher_report
+    from intdistill.labels import load_labels
 
     if bool(args.labels) == bool(args.ranker):
         raise DataError(None, None, "label-report needs --labels FILE, or --ranker DIR with --candidates FILE "

@@ -30,14 +30,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from intdistill.cli import EXIT_BAD_INPUT, EXIT_FAILED, Stopped
-    from intdistill.pipeline import GateStopped, Pipeline, StageFailed, load_config
+    from intdistill.pipeline import Pipeline, RunStopped, StageFailed, load_config
 
     cfg = load_config(args.config)
     work = Path(args.work) if args.work else Path("intdistill-work") / Path(args.config).stem
     pipe = Pipeline(cfg, work, allow_weak_teacher=args.allow_weak_teacher)
     try:
         results = pipe.run(start=args.start, until=args.until)
-    except GateStopped as e:
+    except RunStopped as e:
         raise Stopped(f"{e}; finished stages are in {work}") from None
     except StageFailed as e:
         print(f"intdistill run: {e}; finished stages are in {work}; fix it and rerun (they are skipped)",

@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 
-from intdistill.commands.candidates import RUN_SUFFIXES
+from intdistill.stages.first_stage import RUN_SUFFIXES
 from intdistill.commands.common import add_index_args, open_index, positive_int
 
 

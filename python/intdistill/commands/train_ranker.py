@@ -16,6 +16,7 @@ with sentence_transformers), with checkpoints/ (a rerun resumes), best/ and metr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from intdistill.commands.common import positive_int, read_lists, with_query_texts
@@ -187,9 +188,26 @@ def run(args: argparse.Namespace) -> int:
     best = (f"; best epoch {result.best_epoch} ({cfg.metric} {result.best_metric:.4f})"
             if result.best_epoch is not None else "")
     print(f"ranker trained: {result.epochs} epochs, {result.steps} steps{best} -> {result.out}", file=sys.stderr)
-    if dev is not None and result.best_metric is not None and result.best_metric < base[cfg.metric]:
+    if dev is not None and result.best_metric is not None and int(os.environ.get("RANK", "0")) == 0:
+        _judge_dev(result.out, dev, corpus, cfg.metric, args)
+    return 0
+
+
+def _judge_dev(out, dev, corpus, metric: str, args) -> None:
+    """The trained ranker (its best epoch, which is what --out holds) against the first stage on the dev
+    lists, by the one significance rule; a significantly worse ranker gets a warning."""
+    from intdistill.models import Ranker
+    from intdistill.train.ranker import score_lists
+
+    ranker = Ranker.load(out, device=None if args.device == "auto" else args.device)
+    if args.cache_dir:
+        ranker.prime_corpus(corpus, (d for _, c in dev.lists.values() for d in c), cache_dir=args.cache_dir)
+    test = dev.judge(score_lists(ranker, dev.lists, corpus), corpus)
+    verdict = test.verdict()
+    print(f"dev: the ranker vs the first stage on {test.n} lists: {metric} {test.mean_a:.4f} -> {test.mean_b:.4f} "
+          f"({test.delta:+.4f}, p={test.p_value:.3g}): {verdict}", file=sys.stderr)
+    if verdict == "worse":
         print("!" * 78 + f"\nWARNING: the ranker re-ranks the dev lists WORSE than their first-stage order "
-              f"({cfg.metric} {result.best_metric:.4f} vs {base[cfg.metric]:.4f}). As the teacher of "
+              f"({metric} {test.mean_b:.4f} vs {test.mean_a:.4f}, p={test.p_value:.3g}). As the teacher of "
               "train-retriever it is likely to make the retriever worse: train it longer or on more queries, "
               "or start from a stronger --model.\n" + "!" * 78, file=sys.stderr)
-    return 0

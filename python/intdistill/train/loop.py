@@ -579,9 +579,10 @@ def _write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from intdistill.journal import atomic_writer
+
+    with atomic_writer(path) as f:
+        f.write(text)
 
 
 def _fsync(path: Path) -> None:

@@ -27,8 +27,6 @@ from intdistill.losses import listmle
 from intdistill.train.loop import Stage, TrainConfig, TrainResult, forward_chunk_size, train
 from intdistill.train.sources import RankedList
 
-QRELS_MEASURES = ("nDCG@10", "RR@10")
-ANSWER_MEASURES = ("Acc@1", "Acc@5")
 
 
 @dataclass(frozen=True)
@@ -48,17 +46,35 @@ class RerankDev:
         """``{qid: {docid: score}}`` from per-list scores in candidate order."""
         return {q: dict(zip(self.lists[q][1], map(float, scores[q]))) for q in self.lists}
 
-    def evaluate(self, run: Mapping[str, Mapping[str, float]], corpus: Mapping[str, Passage]) -> dict[str, float]:
+    def _evaluation(self, run: Mapping[str, Mapping[str, float]], corpus: Mapping[str, Passage]):
         from intdistill.evaluate import evaluate
 
         queries = {q: self.queries[q] for q in self.lists} if self.queries is not None else None
         qrels = {q: self.qrels[q] for q in self.lists} if self.qrels is not None else None  # judged dev lists only
-        return dict(evaluate(qrels, run, self.measures, queries=queries, corpus=corpus).mean)
+        return evaluate(qrels, run, self.measures, queries=queries, corpus=corpus)
+
+    def evaluate(self, run: Mapping[str, Mapping[str, float]], corpus: Mapping[str, Passage]) -> dict[str, float]:
+        return dict(self._evaluation(run, corpus).mean)
+
+    def first_stage_run(self) -> dict[str, dict[str, float]]:
+        """The first-stage order itself (no ranker), as a run."""
+        return self.run({q: [-float(i) for i in range(len(c))] for q, (_, c) in self.lists.items()})
 
     def baseline(self, corpus: Mapping[str, Passage]) -> dict[str, float]:
         """The measures of the first-stage order itself (no ranker): the number to beat."""
-        return self.evaluate(self.run({q: [-float(i) for i in range(len(c))] for q, (_, c) in self.lists.items()}),
-                             corpus)
+        return self.evaluate(self.first_stage_run(), corpus)
+
+    def judge(self, scores: Mapping[str, Sequence[float]], corpus: Mapping[str, Passage], *,
+              n_resamples: int = 10000):
+        """A ranker's order of the dev lists (its ``scores``) against the first stage's on the first measure:
+        a :class:`intdistill.significance.PairedTest` (``delta`` = ranker - first stage; ``.verdict()``)."""
+        from intdistill.significance import paired_test
+
+        m = self.measures[0]
+        first = self._evaluation(self.first_stage_run(), corpus).per_query
+        ours = self._evaluation(self.run(scores), corpus).per_query
+        return paired_test({q: v[m] for q, v in first.items()}, {q: v[m] for q, v in ours.items()},
+                           n_resamples=n_resamples)
 
 
 def rerank_dev(
@@ -73,7 +89,7 @@ def rerank_dev(
     """Build and check a :class:`RerankDev`. With ``qrels``, lists of queries absent from them are dropped
     (they cannot be judged); with answers, every query must have answers. ``metric`` (default ``nDCG@10``
     with qrels, ``Acc@1`` with answers) comes first in the measures."""
-    from intdistill.evaluate import parse_measure
+    from intdistill.evaluate import default_measures, parse_measure
 
     if qrels is None and queries is None:
         raise DataError(where, None, "a dev set needs judgements: dev qrels, or dev queries with 'answers'")
@@ -92,7 +108,7 @@ def rerank_dev(
         kept[q] = (text, tuple(cands))
     if not kept:
         raise DataError(where, None, "expected at least one dev query with judgements, got none")
-    defaults = QRELS_MEASURES if qrels is not None else ANSWER_MEASURES
+    defaults = default_measures("ranker-dev", qrels=qrels is not None)
     metric = parse_measure(metric).name if metric else defaults[0]
     if qrels is None and not metric.startswith("Acc@"):
         raise DataError(None, None, f"metric: without dev qrels only Acc@k can be computed, got {metric!r}")

@@ -35,8 +35,6 @@ from intdistill.train.loop import Stage, TrainConfig, TrainResult, forward_chunk
 
 logger = logging.getLogger(__name__)
 
-QRELS_MEASURES = ("nDCG@10", "R@100")
-ANSWER_MEASURES = ("Acc@20", "Acc@100")
 
 
 def module_fingerprint(module: torch.nn.Module, *extra) -> str:
@@ -126,7 +124,7 @@ def retrieval_dev(
     """Build and check a :class:`RetrievalDev`: with ``qrels``, the queries judged there (each must be in
     ``queries``); otherwise every query, each with answers. ``metric`` (default ``nDCG@10`` with qrels,
     ``Acc@20`` with answers) comes first in the measures."""
-    from intdistill.evaluate import parse_measure
+    from intdistill.evaluate import default_measures, parse_measure
 
     if qrels is not None:
         unknown = [q for q in qrels if q not in queries]
@@ -134,14 +132,14 @@ def retrieval_dev(
             raise DataError(where, None, f"{len(unknown)} dev qrels queries are not in the dev queries, "
                                          f"e.g. {unknown[0]!r}")
         kept = {q: queries[q] for q in qrels}
-        defaults = QRELS_MEASURES
+        defaults = default_measures("retriever-dev", qrels=True)
     else:
         missing = [q for q, v in queries.items() if not v.answers]
         if missing:
             raise DataError(where, None, f"dev query {missing[0]!r} has no answer strings "
                                          f"({len(missing)} in all): expected 'answers' or dev qrels")
         kept = dict(queries)
-        defaults = ANSWER_MEASURES
+        defaults = default_measures("retriever-dev", qrels=False)
     if not kept:
         raise DataError(where, None, "expected at least one dev query, got none")
     metric = parse_measure(metric).name if metric else defaults[0]

@@ -1,0 +1,21 @@
+"""The stages layer: one library function per step of the method, with a typed configuration.
+
+``intdistill COMMAND`` builds a stage's configuration from its flags and ``intdistill run`` from a TOML table;
+both then call the same function here, with objects in and objects out (no command line, no stdout in
+between). Within one ``intdistill run``, files are parsed once (:mod:`intdistill.loaded`).
+
+- :mod:`~intdistill.stages.config`: :class:`StageConfig`, the base of every stage's configuration (argparse
+  flags, TOML keys and the equivalent command line, all built from the dataclass fields).
+- :mod:`~intdistill.stages.first_stage`: candidate lists (``candidates``) and a retriever's index (``index``).
+- :mod:`~intdistill.stages.judge`: search an index, compare runs, check a ranker, score RAG predictions.
+"""
+
+from intdistill.stages.first_stage import CandidatesConfig, IndexConfig, build_index, candidates
+from intdistill.stages.judge import (OpenIndex, RankerCheck, check_ranker, compare_runs, open_index, rag_scores,
+                                     ranker_order, search, select_queries)
+
+#: command -> its stage configuration (the commands already in the stages layer)
+CONFIGS = {c.command: c for c in (CandidatesConfig, IndexConfig)}
+
+__all__ = ["CONFIGS", "CandidatesConfig", "IndexConfig", "OpenIndex", "RankerCheck", "build_index", "candidates",
+           "check_ranker", "compare_runs", "open_index", "rag_scores", "ranker_order", "search", "select_queries"]

@@ -1,0 +1,164 @@
+"""Stage configurations: one frozen dataclass per stage, whose fields are the stage's options.
+
+A field is declared with :func:`option`: its default, a help line, and how a command line spells it. From the
+fields alone come, so that nothing is listed twice:
+
+- the command's argparse flags (:meth:`StageConfig.add_arguments`);
+- the configuration from parsed flags (:meth:`StageConfig.from_args`) or from a TOML table
+  (:meth:`StageConfig.from_table`, every value converted and checked like its flag);
+- the valid keys of the table (:meth:`StageConfig.keys`);
+- the equivalent command line (:meth:`StageConfig.argv`) that the pipeline's manifest records.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, field, fields
+from typing import Any, Callable, ClassVar, Mapping
+
+
+def _int_at_least(value, minimum: int, expected: str) -> int:
+    if isinstance(value, bool):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+    if n < minimum or (isinstance(value, float) and value != n):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+    return n
+
+
+def positive_int(value) -> int:
+    """An integer >= 1 (argparse type)."""
+    return _int_at_least(value, 1, "a positive integer")
+
+
+def non_negative_int(value) -> int:
+    """An integer >= 0 (argparse type)."""
+    return _int_at_least(value, 0, "an integer >= 0")
+
+
+def unit_interval(value) -> float:
+    """A number in (0, 1] (argparse type)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if isinstance(value, bool) or not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value!r}")
+    return v
+
+
+def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, type: Callable | None = None,
+           choices=None, nargs=None, const=None, metavar: str | None = None) -> Any:
+    """A configuration field: ``default`` (none: required), its ``help`` line, and its command-line form
+    (``flag``, default ``--name-with-dashes``; ``type`` converts and checks a value; ``choices``, ``nargs``,
+    ``const``, ``metavar`` as in argparse). A bool field defaulting to False is a plain switch; one defaulting
+    to None is ``--name`` / ``--no-name``."""
+    meta = {"help": help, "flag": flag, "type": type, "choices": choices, "nargs": nargs, "const": const,
+            "metavar": metavar}
+    return field(default=default, metadata=meta)
+
+
+class StageConfig:
+    """Base of the stage configurations (frozen dataclasses). ``command``: the ``intdistill`` command whose
+    flags the fields are."""
+
+    command: ClassVar[str] = ""
+
+    @classmethod
+    def flag(cls, name: str) -> str:
+        f = {f.name: f for f in fields(cls)}[name]
+        return f.metadata.get("flag") or "--" + name.replace("_", "-")
+
+    @classmethod
+    def keys(cls) -> frozenset[str]:
+        """The option names (= the TOML keys): the field names."""
+        return frozenset(f.name for f in fields(cls))
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, *, skip: frozenset[str] = frozenset()) -> None:
+        """Add one argparse flag per field (but those in ``skip``)."""
+        for f in fields(cls):
+            if f.name in skip:
+                continue
+            m = f.metadata
+            kw: dict[str, Any] = {"dest": f.name, "help": m.get("help") or None}
+            if f.default is False:
+                kw["action"] = "store_true"
+            elif f.default is None and m.get("type") is bool:
+                kw.update(action=argparse.BooleanOptionalAction, default=None)
+            else:
+                if f.default is MISSING:
+                    kw["required"] = True
+                else:
+                    kw["default"] = f.default
+                for key in ("type", "choices", "nargs", "const", "metavar"):
+                    if m.get(key) is not None:
+                        kw[key] = m[key]
+            parser.add_argument(cls.flag(f.name), **kw)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **given: Any):
+        """The configuration of parsed flags (fields not among the flags come from ``given``)."""
+        return cls(**{f.name: given[f.name] if f.name in given else getattr(args, f.name) for f in fields(cls)})
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], *, where: str = "", **given: Any):
+        """The configuration of a TOML table (plus ``given``, what the caller sets itself). Every value is
+        converted and checked as its flag would be; an unknown key or a bad value is a ValueError naming
+        ``where`` (e.g. ``[candidates]``), the key, and what was expected."""
+        by_name = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in {**table, **given}.items():
+            f = by_name.get(key)
+            if f is None:
+                raise ValueError(f"{where} {key}: unknown key; the valid keys are {', '.join(sorted(by_name))}")
+            values[key] = value if key in given else _convert(f, value, f"{where} {key}")
+        missing = [n for n, f in by_name.items() if f.default is MISSING and n not in values]
+        if missing:
+            raise ValueError(f"{where}: expected a value for {', '.join(missing)}")
+        return cls(**values)
+
+    def argv(self) -> list[str]:
+        """The equivalent ``intdistill`` command line: the command, then every field that is required or
+        differs from its default."""
+        out = [self.command]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.default is not MISSING and value == f.default:
+                continue
+            flag = self.flag(f.name)
+            if value is True and (f.default is False or f.metadata.get("type") is bool):
+                out.append(flag)
+            elif value is False and f.metadata.get("type") is bool:
+                out.append("--no-" + flag[2:])
+            elif isinstance(value, (list, tuple)):
+                out += [flag, *map(str, value)]
+            else:
+                out += [flag, str(value)]
+        return out
+
+
+def _convert(f, value: Any, where: str) -> Any:
+    m = f.metadata
+    if value is None:
+        return None
+    if f.default is False or m.get("type") is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    conv = m.get("type")
+    try:
+        if m.get("nargs") in ("+", "*"):
+            items = value if isinstance(value, list) else [value]
+            value = [conv(v) if conv else v for v in items]
+        elif conv is not None:
+            value = conv(value)
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
+    choices = m.get("choices")
+    if choices is not None and value not in choices:
+        raise ValueError(f"{where}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+    return value

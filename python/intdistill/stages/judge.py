@@ -1,0 +1,174 @@
+"""The judging stages: search an index, compare runs, check a ranker, score RAG predictions.
+
+These are what ``intdistill search``/``evaluate``/``label-report --ranker``/``rag`` do after parsing their
+flags, and what ``intdistill run`` calls directly, with objects in and objects out (no command line, no
+stdout in between). Each takes the data it needs already loaded, so one run parses its corpus once.
+
+- :func:`open_index`: an index and its retriever, checked to fit (the ``--index`` commands).
+- :func:`search`: the top ``k`` of every query as :class:`~intdistill.candidates.Candidates`.
+- :func:`compare_runs`: evaluate named runs and test each against the first (the baseline).
+- :class:`RankerCheck` + :func:`check_ranker`: a trained ranker's order of held-out lists against the first
+  stage's, as a :class:`~intdistill.gate.TeacherReport` (the ranker check; ``label-report --ranker``).
+- :func:`select_queries`: a seeded sample and/or the first N of a query set.
+- :func:`rag_scores`: the measures of a RAG predictions file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
+
+from intdistill.data import DataError, Passage, Query
+
+if TYPE_CHECKING:
+    from intdistill.candidates import Candidates
+    from intdistill.gate import TeacherReport
+    from intdistill.labels import Label
+    from intdistill.significance import Comparison
+
+
+class OpenIndex(NamedTuple):
+    index: object  # intdistill.index.DenseIndex
+    retriever: object  # intdistill.models.Retriever, checked against the index
+
+
+def _retriever_source(index, index_path) -> str | None:
+    """What Retriever.load gets when no retriever is named: the recorded directory, else the recorded name
+    (the bundled MiniLM when that is its hub name)."""
+    from intdistill.models.common import DEFAULT_MODEL_NAME
+
+    m = index.meta
+    if m.retriever_path and os.path.isdir(m.retriever_path):
+        return m.retriever_path
+    if m.retriever_name == DEFAULT_MODEL_NAME:
+        return None
+    if m.retriever_name:
+        return m.retriever_name
+    raise DataError(index_path, None, "the index records no retriever (built from raw embeddings): give --retriever")
+
+
+def open_index(path, k: int, *, retriever: str | None = None, mmap: bool = False,
+               expansion_search: int | None = None, device: str | None = None,
+               allow_mismatch: bool = False) -> OpenIndex:
+    """Load the index at ``path`` and its retriever (``retriever``, else the one recorded in meta.json), and
+    check that they fit: ``k`` at most the passages indexed, the same embedding dimension, the same retriever
+    fingerprint unless ``allow_mismatch``. Misfits raise DataError naming the index."""
+    from intdistill.index import DenseIndex, RetrieverMismatchError
+    from intdistill.models import Retriever
+
+    index = DenseIndex.load(path, mmap=mmap)
+    if k > len(index):
+        raise DataError(path, None, f"expected -k at most {len(index)} (the passages indexed), got {k}")
+    if expansion_search is not None:
+        index.expansion_search = expansion_search
+    source = retriever if retriever is not None else _retriever_source(index, path)
+    model = Retriever.load(source, device=device)
+    try:
+        index.check_retriever(model, allow_mismatch=allow_mismatch)
+    except RetrieverMismatchError as e:
+        raise DataError(path, None, f"{e} (command line: --allow-retriever-mismatch)") from None
+    except ValueError as e:  # the retriever's dimension is not the index's
+        raise DataError(path, None, str(e)) from None
+    return OpenIndex(index, model)
+
+
+def search(opened: OpenIndex, queries: Mapping[str, Query], k: int, *, exact: bool = False,
+           batch_size: int = 64, progress: bool = True) -> "Candidates":
+    """The top ``k`` passages of every query (HNSW, or exact with ``exact``), best first."""
+    from intdistill.candidates import CandidateList, Candidates
+
+    qids = list(queries)
+    emb = opened.retriever.encode_queries([queries[q].text for q in qids], batch_size=batch_size, progress=progress)
+    hits = opened.index.search_exact(emb, k) if exact else opened.index.search(emb, k)
+    return Candidates({q: CandidateList(tuple(d), tuple(s.tolist()), queries[q].text)
+                       for q, d, s in zip(qids, hits.docids, hits.scores)}, opened.retriever.name)
+
+
+def compare_runs(runs: Mapping[str, Mapping[str, Mapping[str, float]]], measures: Sequence[str], *,
+                 qrels=None, queries: Mapping[str, Query] | None = None,
+                 corpus: Mapping[str, Passage] | None = None) -> "Comparison":
+    """Evaluate each named run (``{qid: {docid: score}}``) on ``measures`` (by ``qrels``, or by the answers of
+    ``queries`` found in ``corpus``) and test every run against the first, the baseline. One run gives a
+    comparison with no tests."""
+    from intdistill.evaluate import evaluate
+    from intdistill.significance import compare
+
+    if not runs:
+        raise ValueError("expected at least one run to compare, got none")
+    evaluations = {name: evaluate(qrels, run, measures, queries=queries, corpus=corpus) for name, run in runs.items()}
+    return compare(evaluations)
+
+
+@dataclass(frozen=True)
+class RankerCheck:
+    """How a trained ranker re-ranks held-out lists for the check (``label-report --ranker`` flags)."""
+
+    max_length: int | None = None  # tokens per (query, passage) pair; None: the ranker's own
+    batch_size: int = 64  # pairs per forward pass
+    device: str | None = None  # cpu, cuda, mps; None: the best available
+    cache_dir: str | None = None  # the first stage's corpus encoding cache, read by a frozen passage tower
+    k: int = 10  # the cut of nDCG@k and RR@k
+    progress: bool = False  # progress bars on stderr
+
+
+def ranker_order(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], corpus: Mapping[str, Passage],
+                 cfg: RankerCheck = RankerCheck()) -> dict[str, "Label"]:
+    """The order the ranker saved at ``ranker_dir`` gives each list (``qid -> (query text, candidate ids in
+    first-stage order)``), as label records (:func:`intdistill.gate.ranker_labels`)."""
+    from intdistill.gate import ranker_labels
+    from intdistill.models import Ranker
+
+    if not lists:
+        raise DataError(None, None, "expected at least one candidate list, got none")
+    try:
+        ranker = Ranker.load(ranker_dir, max_length=cfg.max_length, device=cfg.device)
+    except (OSError, ValueError) as e:
+        raise DataError(ranker_dir, None, f"expected a ranker directory or hub name: {e}") from None
+    if cfg.cache_dir:
+        ranker.prime_corpus(corpus, (d for _, cands in lists.values() for d in cands), cache_dir=cfg.cache_dir,
+                            progress=cfg.progress)
+    return ranker_labels(ranker, lists, corpus, batch_size=cfg.batch_size, progress=cfg.progress)
+
+
+def check_ranker(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], corpus: Mapping[str, Passage],
+                 cfg: RankerCheck = RankerCheck(), *, qrels=None,
+                 queries: Mapping[str, Query] | None = None) -> "TeacherReport":
+    """The ranker check: the ranker's order of ``lists`` against the first stage's, judged by ``qrels`` or by
+    the answers of ``queries``; its ``verdict`` is the one significance rule."""
+    from intdistill.gate import teacher_report
+
+    labels = ranker_order(ranker_dir, lists, corpus, cfg)
+    try:
+        if qrels is not None:
+            return teacher_report(labels, qrels=qrels, k=cfg.k, subject="ranker")
+        return teacher_report(labels, queries=queries, corpus=corpus, k=cfg.k, subject="ranker")
+    except ValueError as e:  # no judged list among them
+        if isinstance(e, DataError):
+            raise
+        raise DataError(ranker_dir, None, f"ranker check: {e}") from None
+
+
+def select_queries(queries: Mapping[str, Query], *, sample: int | None = None, seed: int = 0,
+                   max_queries: int | None = None) -> dict[str, Query]:
+    """``queries`` cut to a seeded random ``sample`` of N (kept in file order), then to the first
+    ``max_queries``; unchanged when neither is given."""
+    if sample is not None and sample < len(queries):
+        import random
+
+        keep = set(random.Random(seed).sample(list(queries), sample))
+        queries = {qid: q for qid, q in queries.items() if qid in keep}
+    if max_queries is not None:
+        queries = dict(list(queries.items())[:max_queries])
+    return dict(queries)
+
+
+def rag_scores(path, k: int, qids=None) -> dict[str, float | int | None]:
+    """EM, F1 and Acc@k of the predictions in ``path`` for the questions ``qids`` (None: all in the file):
+    means over the scored questions (None when none is), and how many were scored: what ``intdistill rag``
+    prints."""
+    from intdistill.rag import load_predictions, measures_of
+
+    preds = load_predictions(path)
+    records = list(preds.values()) if qids is None else [preds[q] for q in qids if q in preds]
+    return {**measures_of(records, k), "scored": sum(r.scored for r in records)}

@@ -196,6 +196,12 @@ class FakeCommands:
     def build_index(self, cfg):
         assert self(cfg.argv())[0] == 0
 
+    def train_ranker(self, cfg):
+        assert self(cfg.argv())[0] == 0
+
+    def train_retriever(self, cfg):
+        assert self(cfg.argv())[0] == 0
+
     def open_index(self, path, k, **options):
         return Path(path)
 
@@ -263,16 +269,24 @@ def test_a_good_teacher_passes_the_gate_and_failures_are_recorded(tmp_path):
     cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'))
     fake = FakeCommands(reverse=False)  # identity = the first stage's order: no difference
 
-    def failing(argv):
-        if argv[0] == "train-retriever":
-            return 2, ""
-        return fake(argv)
+    class Failing(FakeCommands):
+        def train_retriever(self, cfg):  # a library stage that fails: its error goes up, the stage is "failed"
+            raise RuntimeError(f"boom in {cfg.command} -> {cfg.out}")
 
-    with pytest.raises(StageFailed, match=r"stage train-retriever: `intdistill train-retriever .*` exited with 2"):
-        Pipeline(cfg, tmp_path / "w", run_command=failing, echo=False).run()
+    failing = Failing(reverse=False)
+    with pytest.raises(RuntimeError, match=r"boom in train-retriever -> .*retriever"):
+        Pipeline(cfg, tmp_path / "w", run_command=failing, library=failing, echo=False).run()
     m = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert m["stages"]["gate"]["status"] == "done" and m["stages"]["train-retriever"]["status"] == "failed"
+    assert m["stages"]["train-retriever"]["commands"][0][:3] == ["train-retriever", "--ranker", str(tmp_path / "w" / "ranker")]
     assert json.loads((tmp_path / "w" / "gate.json").read_text())["decision"] == "go on"
+
+    def failing_command(argv):  # a stage still run as a command: its exit code is the failure
+        return (2, "") if argv[0] == "label" else fake(argv)
+
+    with pytest.raises(StageFailed, match=r"stage label: `intdistill label .*` exited with 2"):
+        Pipeline(cfg, tmp_path / "w2", run_command=failing_command, library=fake, echo=False).run()
+    assert json.loads((tmp_path / "w2" / "manifest.json").read_text())["stages"]["label"]["status"] == "failed"
     with pytest.raises(PipelineError, match="--from: expected one of"):
         Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False).run(start="bogus")
 

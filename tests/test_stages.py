@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from intdistill import data, loaded
-from intdistill.stages import CONFIGS, CandidatesConfig, IndexConfig
+from intdistill.stages import CONFIGS, CandidatesConfig, IndexConfig, TrainRankerConfig, TrainRetrieverConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -32,11 +32,16 @@ def test_the_commands_flags_are_the_configs_fields():
         parser = subparsers.choices[command]
         dests = {a.dest for a in parser._actions if a.dest != "help"}
         assert dests == cls.keys(), command
-        # every default of the command is the field's
-        ns = parser.parse_args([x for f in ("corpus", "queries", "out") if f in cls.keys() for x in (cls.flag(f), "x")]
-                               + (["-n", "3"] if "n" in cls.keys() else []))
+        # the required flags alone give a configuration whose other values are the fields' defaults
+        from dataclasses import fields
+
+        from intdistill.stages.config import _required
+
+        required = [f.name for f in fields(cls) if _required(f)]
+        ns = parser.parse_args([x for f in required for x in (cls.flag(f), "3" if f == "n" else "x")])
         cfg = cls.from_args(ns)
-        assert cfg.argv()[:1] == [command]
+        assert cfg == cls(**{f: 3 if f == "n" else "x" for f in required})
+        assert cfg.argv() == [command, *(x for f in required for x in (cls.flag(f), "3" if f == "n" else "x"))]
 
 
 def test_argv_hand_values():
@@ -68,6 +73,36 @@ def test_index_argv_parses_back(dtype, metric, m, ef, check, recall):
     cfg = IndexConfig(corpus="c", out="o", dtype=dtype, metric=metric, connectivity=m, expansion_search=ef,
                       check_sample=check, target_recall=recall)
     assert IndexConfig.from_args(_parser(IndexConfig).parse_args(cfg.argv()[1:])) == cfg
+
+
+def test_training_configs_argv_round_trip_and_their_own_defaults():
+    ranker = TrainRankerConfig(corpus="c", out="o", label_source="gold-first", candidates="k.jsonl", resume=False,
+                               listmle_top="1", no_progress=True, epochs=4)
+    argv = ranker.argv()
+    assert argv[:5] == ["train-ranker", "--corpus", "c", "--out", "o"]
+    assert "--no-resume" in argv and "--no-progress" in argv and argv[argv.index("--epochs") + 1] == "4"
+    assert TrainRankerConfig.from_args(_parser(TrainRankerConfig).parse_args(argv[1:])) == ranker
+    # each stage keeps the defaults chosen for it
+    assert (TrainRankerConfig(corpus="c", out="o").lr, TrainRankerConfig(corpus="c", out="o").batch_size) == (1e-4, 16)
+    retr = TrainRetrieverConfig(ranker="r", queries="q", corpus="c", out="o", extra_queries=("a.jsonl", "b.jsonl"),
+                                resume=True)
+    assert (retr.lr, retr.batch_size, retr.epochs) == (2e-5, 8, 2)
+    argv = retr.argv()
+    assert argv[:9] == ["train-retriever", "--ranker", "r", "--queries", "q", "--corpus", "c", "--out", "o"]
+    assert argv.count("--extra-queries") == 2 and "--resume" in argv
+    assert TrainRetrieverConfig.from_args(_parser(TrainRetrieverConfig).parse_args(argv[1:])) == retr
+    assert TrainRetrieverConfig.from_args(_parser(TrainRetrieverConfig).parse_args(
+        ["--ranker", "r", "--queries", "q", "--corpus", "c", "--out", "o"])).extra_queries == ()
+    with pytest.raises(ValueError, match="train-retriever: expected a value for ranker, out"):
+        TrainRetrieverConfig(queries="q", corpus="c")
+    t = TrainRetrieverConfig.from_table({"tau_student": 0.02, "extra_queries": "x.jsonl", "resume": False},
+                                        where="[retriever]", ranker="r", queries="q", corpus="c", out="o")
+    assert (t.tau_student, t.extra_queries, t.resume) == (0.02, ("x.jsonl",), False)
+    with pytest.raises(ValueError, match=r"\[retriever\] tau_student: expected a positive number, got 0"):
+        TrainRetrieverConfig.from_table({"tau_student": 0}, where="[retriever]", ranker="r", queries="q", corpus="c",
+                                        out="o")
+    with pytest.raises(ValueError, match=r"\[ranker\] resume: expected true or false, got 'yes'"):
+        TrainRankerConfig.from_table({"resume": "yes"}, where="[ranker]", corpus="c", out="o")
 
 
 def test_from_table_converts_and_checks_like_the_flags():

@@ -699,28 +699,59 @@ class Pipeline:
             self.say(f"teacher gate: no significant difference from the first stage over {report.n_judged} judged "
                      "lists: the LLM's labels may not help")
 
-    def _ranker_args(self, extra: dict | None = None) -> list[str]:
-        sec = {**self.cfg.section("ranker"), **(extra or {})}
+    def _ranker_config(self, **given: Any):
+        """The train-ranker configuration of ``[ranker]`` plus ``given``: it starts at the first stage and reuses
+        its corpus encoding unless the table says otherwise."""
+        from intdistill.stages.training import TrainRankerConfig
+
+        sec = self.cfg.section("ranker")
         if self.base_retriever:
-            sec.setdefault("retriever", self.base_retriever)  # the ranker starts at the first stage
+            sec.setdefault("retriever", str(self.base_retriever))  # the ranker starts at the first stage
         sec.setdefault("cache_dir", str(self.p("emb-cache")))  # and reuses its corpus encoding
-        return options(sec)
+        return self.config(TrainRankerConfig, "ranker", sec, corpus=str(self.cfg.data["corpus"]),
+                           queries=str(self.train_queries), **given)
+
+    def _retriever_config(self, **given: Any):
+        """The train-retriever configuration of ``[retriever]`` plus ``given`` (no dev evaluation; judged
+        training queries only)."""
+        from intdistill.stages.training import TrainRetrieverConfig
+
+        sec = self._retriever_section()
+        sec.setdefault("cache_dir", str(self.p("emb-cache")))  # the first stage's corpus encoding
+        sec.setdefault("eval_every", 0)  # no dev set in a pipeline run
+        return self.config(TrainRetrieverConfig, "retriever", sec, queries=str(self.train_queries),
+                           corpus=str(self.cfg.data["corpus"]),
+                           **({"qrels": str(self.train_qrels)} if self.train_qrels else {}), **given)
+
+    def train(self, stage: str, cfg) -> None:
+        """Run a training configuration: in this process through the library, or on ``[train] nproc`` processes
+        through its command line (``torchrun ... -m intdistill train-ranker ...``)."""
+        argv = self.record(stage, cfg.argv())
+        launcher = self.launcher(argv)
+        self.say(f"$ {' '.join(launcher) + ' ' if launcher else ''}intdistill {' '.join(argv)}")
+        if launcher:
+            code, _ = _run_launched(launcher, argv)
+            if code != 0:
+                raise StageFailed(stage, argv, code)
+        elif cfg.command == "train-ranker":
+            self.lib.train_ranker(cfg)
+        else:
+            self.lib.train_retriever(cfg)
 
     def stage_train_ranker(self) -> None:
-        base = ["train-ranker", "--corpus", self.cfg.data["corpus"], "--queries", self.train_queries]
         if self.llm_ranker():
-            self.cmd("train-ranker", [*base, "--label-source", "llm", "--labels", self.p("labels.jsonl"),
-                                      "--out", self.p("ranker"), *self._ranker_args()])
+            self.train("train-ranker", self._ranker_config(label_source="llm", labels=str(self.p("labels.jsonl")),
+                                                           out=str(self.p("ranker"))))
         else:
             self.say("train-ranker: no llm ranker (the teacher gate found the LLM worse than the first stage)")
         if self.reference:
             n = self.reference_queries()
             # generated queries: the passage each was written from goes first (source-first)
-            source = (["--label-source", "source-first"] if self.cfg.generated else
-                      ["--label-source", "gold-first", *self.judge_args("train")])
-            self.cmd("train-ranker", [*base, *source, "--candidates", self.p("candidates.jsonl"),
-                                      "--out", self.p("ranker-gold-first"),
-                                      *(["--max-queries", n] if n else []), *self._ranker_args()])
+            source = ({"label_source": "source-first"} if self.cfg.generated else
+                      {"label_source": "gold-first", **({"qrels": str(self.train_qrels)} if self.train_qrels else {})})
+            self.train("train-ranker", self._ranker_config(**source, candidates=str(self.p("candidates.jsonl")),
+                                                           out=str(self.p("ranker-gold-first")),
+                                                           **({"max_queries": n} if n else {})))
 
     def reference_queries(self) -> int | None:
         """Lists the reference ranker trains on: ``[reference] max_queries``, and never the last ``[ranker_check]
@@ -833,22 +864,19 @@ class Pipeline:
                               "--allow-weak-teacher to train them anyway")
 
     def stage_train_retriever(self) -> None:
-        sec = self._retriever_section()
         for name, ranker in self.rankers().items():
             if name not in self.distilled():
                 self.say(f"train-retriever: no {name} retriever: the ranker check found the {name} ranker no better "
                          "than the first stage, so stage 2 has nothing to teach (--allow-weak-teacher trains it anyway)")
                 continue
-            self.cmd("train-retriever", ["train-retriever", "--ranker", ranker, "--queries",
-                                         self.train_queries, "--corpus", self.cfg.data["corpus"],
-                                         "--out", self.p(RETRIEVER_DIRS[name]), "--cache-dir", self.p("emb-cache"),
-                                         "--eval-every", "0", *self.judge_args("train"), *options(sec)])
+            self.train("train-retriever", self._retriever_config(ranker=str(ranker),
+                                                                 out=str(self.p(RETRIEVER_DIRS[name]))))
 
     def _retriever_section(self) -> dict:
         sec = self.cfg.section("retriever")
         sec.setdefault("n_candidates", self.cfg.section("candidates").get("n", 10))
         if self.base_retriever:
-            sec.setdefault("retriever", self.base_retriever)  # stage 2 starts from the first stage's retriever
+            sec.setdefault("retriever", str(self.base_retriever))  # stage 2 starts from the first stage's retriever
         return sec
 
     def stage_index(self) -> None:
@@ -963,26 +991,27 @@ class Pipeline:
         if not sizes:
             self.say("no [curve] sizes: skipped")
             return
+        from intdistill.stages import CandidatesConfig
+
         depth = int(self.cfg.section("evaluate").get("depth", 100))
-        test = ["--corpus", self.cfg.data["corpus"], "--queries", self.cfg.data["test_queries"], "-n", depth,
-                *self.judge_args("test")]
+        test = dict(corpus=str(self.cfg.data["corpus"]), queries=str(self.cfg.data["test_queries"]), n=depth,
+                    **({"qrels": str(self.cfg.data["test_qrels"])} if self.cfg.data.get("test_qrels") else {}))
         runs = {"base": self.p("curve", "base.trec")}
         self.p("curve").mkdir(parents=True, exist_ok=True)
-        self.cmd("curve", ["candidates", *test, "--out", runs["base"], "--cache-dir", self.p("emb-cache"),
-                           *(["--retriever", self.base_retriever] if self.base_retriever else [])])
+        base = CandidatesConfig(**test, out=str(runs["base"]), cache_dir=str(self.p("emb-cache")),
+                                retriever=str(self.base_retriever) if self.base_retriever else None)
+        self.record("curve", base.argv())
+        self.lib.candidates(base)
         for n in sizes:
             d = self.p("curve", f"gold-first-{n}")
-            self.cmd("curve", ["train-ranker", "--corpus", self.cfg.data["corpus"], "--queries",
-                               self.train_queries, "--label-source", "gold-first", "--candidates",
-                               self.p("candidates.jsonl"), *self.judge_args("train"), "--max-queries", n,
-                               "--out", d / "ranker", *self._ranker_args()])
-            sec = self._retriever_section()
-            sec.pop("max_queries", None)
-            self.cmd("curve", ["train-retriever", "--ranker", d / "ranker", "--queries", self.train_queries,
-                               "--corpus", self.cfg.data["corpus"], "--out", d / "retriever", "--max-queries", n,
-                               "--cache-dir", self.p("emb-cache"), "--eval-every", "0", *self.judge_args("train"),
-                               *options(sec)])
-            self.cmd("curve", ["candidates", *test, "--retriever", d / "retriever", "--out", d / "test.trec"])
+            self.train("curve", self._ranker_config(
+                label_source="gold-first", candidates=str(self.p("candidates.jsonl")), max_queries=n,
+                out=str(d / "ranker"), **({"qrels": str(self.train_qrels)} if self.train_qrels else {})))
+            self.train("curve", self._retriever_config(ranker=str(d / "ranker"), out=str(d / "retriever"),
+                                                       max_queries=n))
+            run = CandidatesConfig(**test, retriever=str(d / "retriever"), out=str(d / "test.trec"))
+            self.record("curve", run.argv())
+            self.lib.candidates(run)
             runs[f"gold-first-{n}"] = d / "test.trec"
         _atomic_json(self.p("curve.json"), {"sizes": sizes, **self._evaluate("curve", runs)})
 

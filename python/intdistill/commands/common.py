@@ -204,36 +204,3 @@ def finish_llm_run(lines, client, failed: int) -> int:
         print(line, file=sys.stderr)
     print(f"ledger: {client.ledger}", file=sys.stderr)
     return EXIT_ITEMS_FAILED if failed else 0
-
-
-def read_lists(path: str):
-    """``qid -> (query text, cands)`` and ``qid -> permutation`` (None for a candidates file) from a label
-    or candidates JSONL: a line with ``scores`` is a candidates file, one with ``permutation``/``output`` labels."""
-    from intdistill.data import iter_jsonl
-
-    first = next((obj for _, obj in iter_jsonl(path)), None)
-    if first is not None and "scores" in first and "permutation" not in first and "output" not in first:
-        from intdistill.candidates import Candidates
-
-        cands = Candidates.load(path)
-        return {q: (c.query, c.docids) for q, c in cands.items()}, None
-    from intdistill.labels import load_labels
-
-    labels = load_labels(path)
-    return {q: ("", lab.cands) for q, lab in labels.items()}, {q: lab.permutation for q, lab in labels.items()}
-
-
-def with_query_texts(lists, queries, path, what: str):
-    """``lists`` (from :func:`read_lists`) with each query's text from ``queries`` where it has one, else the
-    list's own; a query with neither is a DataError naming ``path`` (``what``: which lists, for the message)."""
-    from intdistill.data import DataError
-
-    out = {}
-    for q, (text, cands) in lists.items():
-        if queries is not None and q in queries:
-            text = queries[q].text
-        if not text:
-            hint = "it is not in the --queries file" if queries is not None else "give --queries"
-            raise DataError(path, None, f"{what} query {q!r} has no query text ({hint})")
-        out[q] = (text, cands)
-    return out

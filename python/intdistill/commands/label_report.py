@@ -37,7 +37,7 @@ def configure(p) -> None:
 
 
 def _ranker_labels(args, queries, corpus):
-    from intdistill.commands.common import read_lists, with_query_texts
+    from intdistill.stages.training import read_lists, with_query_texts
     from intdistill.data import DataError
     from intdistill.stages import RankerCheck, ranker_order
 

@@ -51,14 +51,22 @@ def unit_interval(value) -> float:
 
 
 def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, type: Callable | None = None,
-           choices=None, nargs=None, const=None, metavar: str | None = None) -> Any:
+           choices=None, nargs=None, const=None, metavar: str | None = None, required: bool = False,
+           group: str | None = None, repeat: bool = False) -> Any:
     """A configuration field: ``default`` (none: required), its ``help`` line, and its command-line form
     (``flag``, default ``--name-with-dashes``; ``type`` converts and checks a value; ``choices``, ``nargs``,
-    ``const``, ``metavar`` as in argparse). A bool field defaulting to False is a plain switch; one defaulting
-    to None is ``--name`` / ``--no-name``."""
+    ``const``, ``metavar`` as in argparse; ``group``: the help section it is listed in). A bool field
+    defaulting to False is a plain switch; ``type=bool`` with default None is ``--name`` / ``--no-name``.
+    ``required=True`` marks a required field that must still have a default (None) because it follows
+    fields with defaults (a subclass of a configuration with defaults). ``repeat=True``: a tuple field whose
+    flag is given once per item (``--x A --x B``)."""
     meta = {"help": help, "flag": flag, "type": type, "choices": choices, "nargs": nargs, "const": const,
-            "metavar": metavar}
-    return field(default=default, metadata=meta)
+            "metavar": metavar, "required": required or default is MISSING, "group": group, "repeat": repeat}
+    return field(default=None if default is MISSING and required else default, metadata=meta)
+
+
+def _required(f) -> bool:
+    return bool(f.metadata.get("required")) or f.default is MISSING
 
 
 class StageConfig:
@@ -66,6 +74,11 @@ class StageConfig:
     flags the fields are."""
 
     command: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        missing = [f.name for f in fields(self) if _required(f) and getattr(self, f.name) is None]
+        if missing:
+            raise ValueError(f"{self.command}: expected a value for {', '.join(missing)}")
 
     @classmethod
     def flag(cls, name: str) -> str:
@@ -79,30 +92,44 @@ class StageConfig:
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser, *, skip: frozenset[str] = frozenset()) -> None:
-        """Add one argparse flag per field (but those in ``skip``)."""
-        for f in fields(cls):
+        """Add one argparse flag per field (but those in ``skip``); fields with a ``group`` are listed under it,
+        after the others."""
+        groups: dict[str, Any] = {}
+        ordered = sorted(fields(cls), key=lambda f: f.metadata.get("group") is not None)
+        for f in ordered:
             if f.name in skip:
                 continue
             m = f.metadata
             kw: dict[str, Any] = {"dest": f.name, "help": m.get("help") or None}
             if f.default is False:
                 kw["action"] = "store_true"
-            elif f.default is None and m.get("type") is bool:
+            elif m.get("repeat"):
+                kw.update(action="append", default=None, help=(kw["help"] or "") + "; repeatable")
+                for key in ("type", "metavar"):
+                    if m.get(key) is not None:
+                        kw[key] = m[key]
+            elif m.get("type") is bool:
                 kw.update(action=argparse.BooleanOptionalAction, default=None)
             else:
-                if f.default is MISSING:
+                if _required(f):
                     kw["required"] = True
                 else:
                     kw["default"] = f.default
                 for key in ("type", "choices", "nargs", "const", "metavar"):
                     if m.get(key) is not None:
                         kw[key] = m[key]
-            parser.add_argument(cls.flag(f.name), **kw)
+            group = m.get("group")
+            target = parser if group is None else groups.setdefault(group, parser.add_argument_group(group))
+            target.add_argument(cls.flag(f.name), **kw)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **given: Any):
         """The configuration of parsed flags (fields not among the flags come from ``given``)."""
-        return cls(**{f.name: given[f.name] if f.name in given else getattr(args, f.name) for f in fields(cls)})
+        values = {f.name: given[f.name] if f.name in given else getattr(args, f.name) for f in fields(cls)}
+        for f in fields(cls):
+            if f.metadata.get("repeat"):
+                values[f.name] = f.default if values[f.name] is None else tuple(values[f.name])
+        return cls(**values)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], *, where: str = "", **given: Any):
@@ -116,7 +143,7 @@ class StageConfig:
             if f is None:
                 raise ValueError(f"{where} {key}: unknown key; the valid keys are {', '.join(sorted(by_name))}")
             values[key] = value if key in given else _convert(f, value, f"{where} {key}")
-        missing = [n for n, f in by_name.items() if f.default is MISSING and n not in values]
+        missing = [n for n, f in by_name.items() if _required(f) and values.get(n) is None]
         if missing:
             raise ValueError(f"{where}: expected a value for {', '.join(missing)}")
         return cls(**values)
@@ -125,15 +152,17 @@ class StageConfig:
         """The equivalent ``intdistill`` command line: the command, then every field that is required or
         differs from its default."""
         out = [self.command]
-        for f in fields(self):
+        for f in sorted(fields(self), key=lambda f: not _required(f)):  # the required first
             value = getattr(self, f.name)
-            if f.default is not MISSING and value == f.default:
+            if value is None or (not _required(f) and value == f.default):
                 continue
             flag = self.flag(f.name)
             if value is True and (f.default is False or f.metadata.get("type") is bool):
                 out.append(flag)
             elif value is False and f.metadata.get("type") is bool:
                 out.append("--no-" + flag[2:])
+            elif f.metadata.get("repeat"):
+                out += [x for v in value for x in (flag, str(v))]
             elif isinstance(value, (list, tuple)):
                 out += [flag, *map(str, value)]
             else:
@@ -151,6 +180,9 @@ def _convert(f, value: Any, where: str) -> Any:
         return value
     conv = m.get("type")
     try:
+        if m.get("repeat"):
+            items = value if isinstance(value, list) else [value]
+            return tuple(conv(v) if conv else v for v in items)
         if m.get("nargs") in ("+", "*"):
             items = value if isinstance(value, list) else [value]
             value = [conv(v) if conv else v for v in items]

@@ -199,6 +199,23 @@ class FakeCommands:
     def train_ranker(self, cfg):
         assert self(cfg.argv())[0] == 0
 
+    def _llm_step(self, cfg):  # exit 3 of the faked command is a budget stop, 4 a failed item
+        from types import SimpleNamespace
+
+        from intdistill.stages.config import Stopped
+
+        code, _ = self(cfg.argv())
+        if code == 3:
+            raise Stopped(f"budget reached in {cfg.command}")
+        assert code in (0, 4), code
+        return SimpleNamespace(failed=int(code == 4))
+
+    def label(self, cfg):
+        return self._llm_step(cfg)
+
+    def generate(self, cfg):
+        return self._llm_step(cfg)
+
     def train_retriever(self, cfg):
         assert self(cfg.argv())[0] == 0
 
@@ -282,11 +299,12 @@ def test_a_good_teacher_passes_the_gate_and_failures_are_recorded(tmp_path):
     assert json.loads((tmp_path / "w" / "gate.json").read_text())["decision"] == "go on"
 
     def failing_command(argv):  # a stage still run as a command: its exit code is the failure
-        return (2, "") if argv[0] == "label" else fake(argv)
+        return (2, "") if argv[0] == "rag" else fake(argv)
 
-    with pytest.raises(StageFailed, match=r"stage label: `intdistill label .*` exited with 2"):
-        Pipeline(cfg, tmp_path / "w2", run_command=failing_command, library=fake, echo=False).run()
-    assert json.loads((tmp_path / "w2" / "manifest.json").read_text())["stages"]["label"]["status"] == "failed"
+    with pytest.raises(StageFailed, match=r"stage rag: `intdistill rag .*` exited with 2"):
+        Pipeline(cfg, tmp_path / "w2", run_command=failing_command, library=fake, echo=False,
+                 allow_weak_teacher=True).run()
+    assert json.loads((tmp_path / "w2" / "manifest.json").read_text())["stages"]["rag"]["status"] == "failed"
     with pytest.raises(PipelineError, match="--from: expected one of"):
         Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False).run(start="bogus")
 
@@ -295,16 +313,25 @@ def test_a_budget_stop_is_a_run_stop_not_a_gate_stop(tmp_path):
     from intdistill.pipeline import BudgetStopped, RunStopped
 
     cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'))
-    fake = FakeCommands(reverse=False)
+    class Budget(FakeCommands):
+        def __call__(self, argv):  # labelling reaches --max-calls/--max-cost
+            return (3, "") if argv[0] == "label" else super().__call__(argv)
 
-    def budget(argv):  # `intdistill label` exits 3 when --max-calls/--max-cost is reached
-        return (3, "") if argv[0] == "label" else fake(argv)
-
-    with pytest.raises(BudgetStopped, match=r"stage label: `intdistill label` stopped \(budget\); rerun") as e:
-        Pipeline(cfg, tmp_path / "w", run_command=budget, library=fake, echo=False).run()
+    budget = Budget(reverse=False)
+    with pytest.raises(BudgetStopped, match=r"stage label: budget reached in label") as e:
+        Pipeline(cfg, tmp_path / "w", run_command=budget, library=budget, echo=False).run()
     assert isinstance(e.value, RunStopped) and not isinstance(e.value, GateStopped)
     m = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert m["stages"]["candidates"]["status"] == "done" and m["stages"]["label"]["status"] == "stopped"
+
+    fake = FakeCommands(reverse=False)
+
+    def rag_budget(argv):  # a stage still run as a command stops with exit 3
+        return (3, "") if argv[0] == "rag" else fake(argv)
+
+    with pytest.raises(BudgetStopped, match=r"stage rag: `intdistill rag` stopped \(budget\); rerun"):
+        Pipeline(cfg, tmp_path / "w2", run_command=rag_budget, library=fake, echo=False,
+                 allow_weak_teacher=True).run()
 
 
 def test_cli_run_bad_config_and_no_llm(tmp_path, capsys):

@@ -41,8 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class Stopped(Exception):
-    """Raised by a command that stops on purpose (budget, gate) after saving its work: exit code 3."""
+from intdistill.stages.config import Stopped  # noqa: E402  (a stop on purpose after saving the work: exit code 3)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -619,22 +619,49 @@ class Pipeline:
         return ["--qrels", str(qrels)] if qrels else []
 
     def llm_args(self, section: str) -> list[str]:
+        """The LLM flags of ``[section]`` for a stage still run as a command (`rag`)."""
+        llm = self.llm_table(section)
+        return options({k: v for k, v in llm.items() if k != "cache"}) + ["--cache", llm["cache"]]
+
+    def llm_table(self, section: str) -> dict[str, Any]:
+        """The LLM options of ``[section]``: every key of ``[llm]``, the section's own ``llm*`` keys over them,
+        and the run's answer cache."""
         llm = self.cfg.section("llm")
         llm.update({k: v for k, v in self.cfg.section(section).items() if k.startswith("llm") or k == "api_key_env"})
         if not any(k in llm for k in ("llm", "llm_base_url")):
             raise PipelineError(self.cfg.path, None, f"[{section}] needs an LLM: set llm = \"local:NAME\" or "
                                                      "llm_base_url and llm_model under [llm]")
-        return options(llm) + ["--cache", str(self.p("llm-cache.sqlite"))]
+        llm["cache"] = str(self.p("llm-cache.sqlite"))
+        return llm
+
+    def ask_llm(self, stage: str, cfg) -> None:
+        """Run an LLM stage's configuration through the library. A budget stop stops the run (a rerun goes on);
+        items whose calls failed leave the stage "partial" (a rerun retries them) and the run goes on."""
+        from intdistill.stages.config import Stopped
+
+        argv = self.record(stage, cfg.argv())
+        self.say(f"$ intdistill {' '.join(argv)}")
+        try:
+            summary = (self.lib.generate if cfg.command == "generate-queries" else self.lib.label)(cfg)
+        except Stopped as e:
+            raise BudgetStopped(f"stage {stage}: {e}") from None
+        if summary.failed:
+            self.manifest["stages"][stage]["failed_items"] = True
+            self._save_manifest()
+            self.say(f"note: stage {stage}: {summary.failed} items' LLM calls failed (listed in the .failed.jsonl "
+                     "beside its output); the run goes on with the rest, and rerunning the pipeline retries them")
 
     # -------------------------------------------------------------- stages
     def stage_generate(self) -> None:
         if not self.cfg.generated:
             self.say("generate: the configuration names its training queries ([data] train_queries): nothing to write")
             return
-        sec = self.cfg.section("generate")
-        self.cmd("generate", ["generate-queries", "--corpus", self.cfg.data["corpus"], "--out", self.train_queries,
-                              "--cache-dir", self.p("emb-cache"),
-                              *options(sec, _llm_keys(sec)), *self.llm_args("generate")])
+        from intdistill.stages.llm_steps import GenerateConfig
+
+        sec = {k: v for k, v in self.cfg.section("generate").items() if k not in _llm_keys(self.cfg.section("generate"))}
+        sec.setdefault("cache_dir", str(self.p("emb-cache")))
+        self.ask_llm("generate", self.config(GenerateConfig, "generate", {**sec, **self.llm_table("generate")},
+                                             corpus=str(self.cfg.data["corpus"]), out=str(self.train_queries)))
         self.say(f"generate: {len(data_lines(self.train_queries))} training queries written from the corpus; the "
                  "teacher gate and the ranker check judge them by their source passages (synthetic judgements)")
 
@@ -651,13 +678,13 @@ class Pipeline:
         self.lib.candidates(cfg)
 
     def stage_label(self) -> None:
-        sec = self.cfg.section("label")
-        n = sec.get("max_queries")
-        argv = ["label", "--candidates", self.p("candidates.jsonl"), "--corpus", self.cfg.data["corpus"],
-                "--queries", self.train_queries, "--out", self.p("labels.jsonl"),
-                *(["--max-queries", n] if n else []), *options(sec, _OWN_KEYS["label"] | _llm_keys(sec)),
-                *self.llm_args("label")]
-        self.cmd("label", argv)
+        from intdistill.stages.llm_steps import LabelConfig
+
+        sec = {k: v for k, v in self.cfg.section("label").items() if k not in _llm_keys(self.cfg.section("label"))}
+        self.ask_llm("label", self.config(LabelConfig, "label", {**sec, **self.llm_table("label")},
+                                          candidates=str(self.p("candidates.jsonl")),
+                                          corpus=str(self.cfg.data["corpus"]), queries=str(self.train_queries),
+                                          out=str(self.p("labels.jsonl"))))
 
     def stage_gate(self) -> None:
         from intdistill import data

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import sys
 
 
 def _int_at_least(value: str, minimum: int, expected: str) -> int:
@@ -116,91 +114,17 @@ def select_queries(queries: dict, args) -> dict:
 
 
 def add_llm_args(parser, *, cache_default: str | None = None) -> None:
-    g = parser.add_argument_group("LLM endpoint (any OpenAI-compatible chat endpoint)")
-    g.add_argument("--llm", metavar="SPEC",
-                   help="local:PATH.gguf or local:NAME (see `intdistill llm list`) starts llama.cpp on 127.0.0.1; "
-                        "or an http(s) base URL")
-    g.add_argument("--llm-base-url", metavar="URL", action="append",
-                   help="e.g. https://api.openai.com/v1, http://127.0.0.1:8000/v1; give it several times to fan the "
-                        "calls out over several endpoints serving the same model (the cache and budget stay one)")
-    g.add_argument("--llm-model", metavar="NAME", help="model name the endpoint expects")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                   help="environment variable holding the API key (default OPENAI_API_KEY; none needed locally)")
-    g.add_argument("--cache", default=cache_default, metavar="PATH",
-                   help="SQLite cache of every LLM answer (reruns make no call for anything cached)")
-    g.add_argument("--timeout", type=float, help="seconds per request (default 120; 900 for a local CPU server)")
-    g.add_argument("--max-retries", type=int, default=5, help="retries on 429/5xx/timeouts (default 5)")
-    g.add_argument("--concurrency", type=int,
-                   help="requests in flight at once (default 4; 1 for a local server, which answers one at a time)")
-    g.add_argument("--max-calls", type=int, help="stop cleanly after this many new (uncached) calls")
-    g.add_argument("--max-cost", type=float, help="stop cleanly once the estimated cost reaches this")
-    g.add_argument("--price-in", type=float, default=0.0, help="price per million prompt tokens (for the cost estimate)")
-    g.add_argument("--price-out", type=float, default=0.0, help="price per million completion tokens")
-    g.add_argument("--max-consecutive-failures", type=int, default=None, metavar="N",
-                   help="stop early when N items in a row fail after their retries (default 5; 0 = never); an "
-                        "auth error, an unknown model or nothing listening stops at once")
+    """The LLM endpoint flags (:class:`intdistill.stages.llm_steps.LLMOptions`), for commands outside the stages
+    layer (`rag`, `ask`)."""
+    from intdistill.stages.llm_steps import LLMOptions
+
+    LLMOptions.add_arguments(parser, skip=frozenset({"ray", "ray_workers"}))
+    if cache_default is not None:
+        parser.set_defaults(cache=cache_default)
 
 
-@contextlib.contextmanager
 def open_llm(args):
-    """Yield an LLMClient for the endpoint the arguments name; a local server is stopped on exit."""
-    from intdistill.data import DataError
-    from intdistill.llm.cache import LLMCache
-    from intdistill.llm.client import LLMClient
+    """An LLMClient for the endpoint the flags name (:func:`intdistill.stages.llm_steps.open_llm`)."""
+    from intdistill.stages.llm_steps import open_llm as _open
 
-    with contextlib.ExitStack() as stack:
-        server = None
-        if args.llm:
-            from intdistill.llm.local import resolve_endpoint
-
-            base_url, model, server = resolve_endpoint(args.llm)
-            if server is not None:
-                stack.enter_context(server)
-            model = args.llm_model or model
-        elif args.llm_base_url:
-            if not args.llm_model:
-                raise DataError(None, None, "--llm-base-url needs --llm-model (the model name the endpoint serves)")
-            base_url, model = args.llm_base_url[0], args.llm_model
-        else:
-            raise DataError(None, None, "no LLM endpoint: give --llm local:NAME|PATH|URL, or --llm-base-url and --llm-model")
-        local = args.llm is not None and server is not None
-        timeout = args.timeout if args.timeout is not None else (900.0 if local else 120.0)
-        concurrency = args.concurrency if args.concurrency is not None else (1 if local else 4)
-        if timeout <= 0 or concurrency < 1:
-            raise DataError(None, None, f"expected --timeout > 0 and --concurrency >= 1, got {timeout} and {concurrency}")
-        cache = LLMCache(args.cache) if args.cache else None
-        if cache is None:
-            print("warning: no --cache: LLM answers are not kept for reruns", file=sys.stderr)
-        common = dict(api_key_env=args.api_key_env, timeout=timeout, max_retries=args.max_retries,
-                      price_in_per_m=args.price_in, price_out_per_m=args.price_out)
-        urls = list(args.llm_base_url or [base_url]) if not args.llm else [base_url]
-        ray_address = getattr(args, "ray", None)
-        if len(urls) == 1 and ray_address is None:
-            client = LLMClient(base_url, model, max_concurrency=concurrency, cache=cache, max_calls=args.max_calls,
-                               max_cost=args.max_cost, **common)
-        else:
-            from intdistill.llm.fanout import FanOutClient
-
-            senders = None
-            if ray_address is not None:
-                from intdistill.ray_backend import RayEndpoints
-
-                endpoints = RayEndpoints(ray_address, urls, model, concurrency=concurrency, **common)
-                stack.callback(endpoints.close)
-                senders = [endpoints.sender(i) for i in range(len(urls))]
-            client = FanOutClient(urls, model, senders=senders, per_endpoint_concurrency=concurrency, cache=cache,
-                                  max_calls=args.max_calls, max_cost=args.max_cost, **common)
-            print(f"fanning out over {len(urls)} endpoints" + (f" from Ray actors ({ray_address})"
-                                                                if ray_address else ""), file=sys.stderr)
-        stack.callback(client.close)
-        yield client
-
-
-def finish_llm_run(lines, client, failed: int) -> int:
-    """Print a run's summary lines and the client's ledger (stderr); the exit code: 4 when items failed."""
-    from intdistill.cli import EXIT_ITEMS_FAILED
-
-    for line in lines:
-        print(line, file=sys.stderr)
-    print(f"ledger: {client.ledger}", file=sys.stderr)
-    return EXIT_ITEMS_FAILED if failed else 0
+    return _open(args)

@@ -7,6 +7,7 @@ between). Within one ``intdistill run``, files are parsed once (:mod:`intdistill
 - :mod:`~intdistill.stages.config`: :class:`StageConfig`, the base of every stage's configuration (argparse
   flags, TOML keys and the equivalent command line, all built from the dataclass fields).
 - :mod:`~intdistill.stages.first_stage`: candidate lists (``candidates``) and a retriever's index (``index``).
+- :mod:`~intdistill.stages.llm_steps`: the LLM writes queries (``generate-queries``), labels lists (``label``).
 - :mod:`~intdistill.stages.training`: stage 1 (``train-ranker``) and stage 2 (``train-retriever``).
 - :mod:`~intdistill.stages.judge`: search an index, compare runs, check a ranker, score RAG predictions.
 """
@@ -14,12 +15,15 @@ between). Within one ``intdistill run``, files are parsed once (:mod:`intdistill
 from intdistill.stages.first_stage import CandidatesConfig, IndexConfig, build_index, candidates
 from intdistill.stages.training import (TrainRankerConfig, TrainRetrieverConfig, train_ranker,
                                         train_retriever)
+from intdistill.stages.llm_steps import GenerateConfig, LabelConfig, generate, label
 from intdistill.stages.judge import (OpenIndex, RankerCheck, check_ranker, compare_runs, open_index, rag_scores,
                                      ranker_order, search, select_queries)
 
 #: command -> its stage configuration (the commands already in the stages layer)
-CONFIGS = {c.command: c for c in (CandidatesConfig, IndexConfig, TrainRankerConfig, TrainRetrieverConfig)}
+CONFIGS = {c.command: c for c in (GenerateConfig, CandidatesConfig, LabelConfig, TrainRankerConfig,
+                                  TrainRetrieverConfig, IndexConfig)}
 
 __all__ = ["CONFIGS", "CandidatesConfig", "IndexConfig", "OpenIndex", "RankerCheck", "build_index", "candidates",
            "check_ranker", "compare_runs", "open_index", "rag_scores", "ranker_order", "search", "select_queries",
-           "TrainRankerConfig", "TrainRetrieverConfig", "train_ranker", "train_retriever"]
+           "TrainRankerConfig", "TrainRetrieverConfig", "train_ranker", "train_retriever", "GenerateConfig",
+           "LabelConfig", "generate", "label"]

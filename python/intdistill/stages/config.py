@@ -17,6 +17,10 @@ from dataclasses import MISSING, field, fields
 from typing import Any, Callable, ClassVar, Mapping
 
 
+class Stopped(Exception):
+    """A stage stopped on purpose (a budget reached) after saving what it finished: rerun to go on (exit 3)."""
+
+
 def _int_at_least(value, minimum: int, expected: str) -> int:
     if isinstance(value, bool):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
@@ -81,9 +85,17 @@ class StageConfig:
             raise ValueError(f"{self.command}: expected a value for {', '.join(missing)}")
 
     @classmethod
-    def flag(cls, name: str) -> str:
+    def flags(cls, name: str) -> tuple[str, ...]:
+        """The option strings of field ``name``: its ``flag`` (one, or several: ``("-n", "--top-n")``), by
+        default ``--name-with-dashes``."""
         f = {f.name: f for f in fields(cls)}[name]
-        return f.metadata.get("flag") or "--" + name.replace("_", "-")
+        flag = f.metadata.get("flag") or "--" + name.replace("_", "-")
+        return (flag,) if isinstance(flag, str) else tuple(flag)
+
+    @classmethod
+    def flag(cls, name: str) -> str:
+        """The option string the equivalent command line uses for field ``name``."""
+        return cls.flags(name)[0]
 
     @classmethod
     def keys(cls) -> frozenset[str]:
@@ -120,7 +132,7 @@ class StageConfig:
                         kw[key] = m[key]
             group = m.get("group")
             target = parser if group is None else groups.setdefault(group, parser.add_argument_group(group))
-            target.add_argument(cls.flag(f.name), **kw)
+            target.add_argument(*cls.flags(f.name), **kw)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **given: Any):
@@ -160,7 +172,7 @@ class StageConfig:
             if value is True and (f.default is False or f.metadata.get("type") is bool):
                 out.append(flag)
             elif value is False and f.metadata.get("type") is bool:
-                out.append("--no-" + flag[2:])
+                out.append("--no-" + flag.lstrip("-"))
             elif f.metadata.get("repeat"):
                 out += [x for v in value for x in (flag, str(v))]
             elif isinstance(value, (list, tuple)):

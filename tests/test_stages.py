@@ -161,3 +161,26 @@ def test_candidates_stage_from_the_library_equals_the_command(tmp_path, tiny_ber
     assert {q: c.docids for q, c in lib.items()} == {q: c.docids for q, c in via_cli.items()} == \
         {q: c.docids for q, c in got.items()}
     assert json.loads((tmp_path / "lib.jsonl").read_text().splitlines()[0])["qid"] == "q0"
+
+
+def test_the_pipeline_calls_the_library_not_the_command_line():
+    import ast
+    import subprocess
+
+    import intdistill.pipeline as pipeline
+
+    tree = ast.parse(Path(pipeline.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m == "intdistill.cli" or m.startswith("intdistill.commands") for m in imported), imported
+    # loading and checking a configuration (every table's keys) loads neither, nor does a stage's configuration
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from intdistill.pipeline import Pipeline, load_config; "
+            f"cfg = load_config({str(root / 'examples' / 'squad-mini.toml')!r}); "
+            "p = Pipeline(cfg, '/nonexistent/w', echo=False); "
+            "from intdistill.stages import CandidatesConfig; p.config(CandidatesConfig, 'candidates', {'n': 3}, "
+            "corpus='c', queries='q', out='o'); "
+            "print(sorted(m for m in sys.modules if m == 'intdistill.cli' or m.startswith('intdistill.commands')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

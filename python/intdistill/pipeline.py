@@ -1,8 +1,8 @@
 """The whole method as one resumable command: ``intdistill run CONFIG.toml``.
 
-Stages, in order (:data:`SPECS`). The judging stages (ranker check, evaluate, the RAG scores) call library
-functions (:mod:`intdistill.stages`); the others run an ``intdistill`` command in-process. Either way the
-manifest records the command line that does the same, so every step can be rerun by hand:
+Stages, in order (:data:`SPECS`). Each calls the library (:mod:`intdistill.stages`) with a typed configuration
+built from its TOML table, and the manifest records the equivalent command line, so every step can be rerun
+by hand (training on ``[train] nproc`` processes runs that command line under ``torchrun``):
 
 ==================  ===========================================================================================
 ``generate``        corpus only (no ``[data] train_queries``): the LLM writes the training queries
@@ -51,11 +51,9 @@ command (``max_length = 128`` under ``[ranker]`` becomes ``--max-length 128`` of
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
 import hashlib
-import io
 import json
 import logging
 import os
@@ -264,21 +262,10 @@ def load_config(path: str | os.PathLike) -> Config:
 
 @functools.lru_cache(maxsize=None)
 def _command_keys(command: str) -> frozenset[str]:
-    """The TOML keys a command's options take: its stage configuration's fields, or (for a command not yet in
-    the stages layer) its flags: ``--max-length`` -> ``max_length``, ``-n`` -> ``n``."""
-    import argparse
-    import importlib
-
+    """The TOML keys a stage's table takes: the fields of the command's stage configuration."""
     from intdistill import stages
 
-    config = stages.CONFIGS.get(command)
-    if config is not None:
-        return config.keys()
-    from intdistill.cli import COMMANDS
-
-    parser = argparse.ArgumentParser(prog=command, add_help=False)
-    importlib.import_module(COMMANDS[command][0]).configure(parser)
-    return frozenset(o.lstrip("-").replace("-", "_") for a in parser._actions for o in a.option_strings)
+    return stages.CONFIGS[command].keys()
 
 
 def _check_keys(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> None:
@@ -374,22 +361,20 @@ class StageResult:
 
 
 class Pipeline:
-    """One pipeline run in ``work`` (see the module docstring). ``run_command`` executes an ``intdistill``
-    command line (default: :func:`intdistill.cli.main` in-process) and returns ``(exit code, stdout)``;
-    ``library`` (default: :mod:`intdistill.stages`) holds the functions the judging stages call directly
-    (``open_index``, ``search``, ``compare_runs``, ``check_ranker``, ``rag_scores``)."""
+    """One pipeline run in ``work`` (see the module docstring). ``library`` (default: :mod:`intdistill.stages`)
+    holds the functions the stages call: one per stage (``generate``, ``candidates``, ``label``, ``train_ranker``,
+    ``train_retriever``, ``build_index``, ``rag``) and the judging ones (``open_index``, ``search``,
+    ``compare_runs``, ``check_ranker``); tests give a fake one."""
 
     def __init__(self, config: Config, work: str | os.PathLike, *, allow_weak_teacher: bool | None = None,
-                 run_command: Callable[[list[str]], tuple[int, str]] | None = None, library=None,
-                 echo: bool = True):
+                 library=None, echo: bool = True):
         self.cfg = config
         self.work = Path(work)
         self.allow_weak = (bool(config.section("gate").get("allow_weak_teacher", False))
                            if allow_weak_teacher is None else allow_weak_teacher)
-        self.run_command = run_command or _run_cli
         if library is None:
             from intdistill import stages as library
-        self.lib = library  # the library functions the judging stages call (intdistill.stages; tests fake them)
+        self.lib = library
         self.echo = echo
         self.manifest_path = self.work / MANIFEST
         self.manifest: dict = {}
@@ -493,29 +478,6 @@ class Pipeline:
         self._save_manifest()
         return argv
 
-    def cmd(self, stage: str, argv: list[str], *, capture: bool = False) -> str:
-        """Run one ``intdistill`` command for ``stage``; record it; raise on a non-zero exit. Its stdout is
-        returned; with ``capture`` the pipeline reads it (JSON, score lines) and it is not echoed, else it is
-        echoed to stdout."""
-        argv = self.record(stage, argv)
-        launcher = self.launcher(argv)
-        self.say(f"$ {' '.join(launcher) + ' ' if launcher else ''}intdistill {' '.join(argv)}")
-        code, out = self.run_command(argv) if not launcher else _run_launched(launcher, argv)
-        if out and (not capture or code != 0):
-            sys.stdout.write(out)
-            sys.stdout.flush()
-        if code == 3:
-            raise BudgetStopped(f"stage {stage}: `intdistill {argv[0]}` stopped (budget); rerun to go on")
-        if code == 4:  # finished, but some items' LLM calls failed: go on with the rest; a rerun retries them
-            self.manifest["stages"][stage]["failed_items"] = True
-            self._save_manifest()
-            self.say(f"note: stage {stage}: `intdistill {argv[0]}` finished with failed items (listed in its "
-                     ".failed.jsonl); the run goes on with the rest, and rerunning the pipeline retries them")
-            return out
-        if code != 0:
-            raise StageFailed(stage, argv, code)
-        return out
-
     def launcher(self, argv: list[str]) -> list[str]:
         """The command that starts a training stage on ``[train] nproc`` processes (``torchrun --nproc_per_node
         N``, or ``[train] launcher`` with ``{nproc}`` filled in, e.g. a multi-node torchrun); ``[]`` runs it in
@@ -617,11 +579,6 @@ class Pipeline:
         """Flags that judge ``split`` (train/test): ``--qrels`` or nothing (answers ride in the queries)."""
         qrels = self.train_qrels if split == "train" else self.cfg.data.get(f"{split}_qrels")
         return ["--qrels", str(qrels)] if qrels else []
-
-    def llm_args(self, section: str) -> list[str]:
-        """The LLM flags of ``[section]`` for a stage still run as a command (`rag`)."""
-        llm = self.llm_table(section)
-        return options({k: v for k, v in llm.items() if k != "cache"}) + ["--cache", llm["cache"]]
 
     def llm_table(self, section: str) -> dict[str, Any]:
         """The LLM options of ``[section]``: every key of ``[llm]``, the section's own ``llm*`` keys over them,
@@ -972,27 +929,29 @@ class Pipeline:
                      + "!" * 78)
 
     def stage_rag(self) -> None:
-        from intdistill import data
-        from intdistill.stages import select_queries
+        from intdistill.stages.llm_steps import RagConfig
 
         sec = self.cfg.section("rag")
-        k = int(sec.get("k", 3))
-        names = sec.get("retrievers") or ["base", "llm"]
-        names = [n for n in names if n in self.retrievers()]
-        n = sec.get("max_queries")
-        extra = options(sec, _OWN_KEYS["rag"] | _llm_keys(sec))
-        asked = list(select_queries(data.load_queries(self.cfg.data["test_queries"]), sample=sec.get("sample"),
-                                    seed=int(sec.get("seed", 0)), max_queries=n))
-        scores = {}
+        names = [n for n in (sec.pop("retrievers", None) or ["base", "llm"]) if n in self.retrievers()]
+        sec.setdefault("k", 3)
+        sec = {k: v for k, v in sec.items() if k not in _llm_keys(sec)}
+        scores, k = {}, None
         for name in names:
-            out = self.p(f"rag-{name}.jsonl")
-            self.cmd("rag", ["rag", "--index", self.index_of(name), "--queries", self.cfg.data["test_queries"],
-                             "--corpus", self.cfg.data["corpus"], "-k", k, "--out", out,
-                             *(["--max-queries", n] if n else []),
-                             *(["--sample", sec["sample"], "--seed", sec.get("seed", 0)] if sec.get("sample") else []),
-                             *extra, *self.llm_args("rag")], capture=True)
-            scores[name] = self.lib.rag_scores(out, k, asked)
-        _atomic_json(self.p("rag.json"), {"k": k, "scores": scores, "tests": self._rag_tests(names)})
+            cfg = self.config(RagConfig, "rag", {**sec, **self.llm_table("rag")},
+                              index=str(self.index_of(name)), queries=str(self.cfg.data["test_queries"]),
+                              corpus=str(self.cfg.data["corpus"]), out=str(self.p(f"rag-{name}.jsonl")))
+            k = cfg.k
+            argv = self.record("rag", cfg.argv())
+            self.say(f"$ intdistill {' '.join(argv)}")
+            result = self.lib.rag(cfg)
+            if result.stopped:
+                raise BudgetStopped(f"stage rag: {result.stopped}; predictions so far are in {cfg.out}, rerun to go on")
+            if result.failed:
+                self.manifest["stages"]["rag"]["failed_items"] = True
+                self._save_manifest()
+            scores[name] = {**result.measures(), "scored": result.n_scored}
+        _atomic_json(self.p("rag.json"), {"k": k if k is not None else int(sec["k"]), "scores": scores,
+                                          "tests": self._rag_tests(names)})
 
     def _rag_tests(self, names: Sequence[str]) -> dict:
         """Paired randomization tests of each retriever's per-question EM and F1 against the base's."""
@@ -1064,17 +1023,3 @@ def _run_launched(launcher: list[str], argv: list[str]) -> tuple[int, str]:
 
     res = subprocess.run([*launcher, *argv], stdout=subprocess.PIPE, text=True)
     return res.returncode, res.stdout
-
-
-def _run_cli(argv: list[str]) -> tuple[int, str]:
-    """Run ``intdistill ARGV`` in this process and return ``(exit code, its stdout)``; SystemExit from argparse
-    (a bad option in the configuration) becomes its exit code."""
-    from intdistill import cli
-
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf):
-            code = cli.main(argv)
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 2
-    return code, buf.getvalue()

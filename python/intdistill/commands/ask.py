@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from intdistill.commands.common import add_index_args, add_llm_args, index_corpus, open_index, open_llm, positive_int
-from intdistill.commands.rag import add_reader_args, reader_config
+from intdistill.commands.common import add_llm_args, index_corpus, open_index, open_llm, positive_int
+from intdistill.commands.rag import INDEX_FIELDS, READER_FIELDS
 
 
 def configure(parser) -> None:
@@ -19,8 +19,9 @@ def configure(parser) -> None:
     parser.add_argument("-k", type=positive_int, default=3, help="passages shown to the reader (default 3)")
     parser.add_argument("--words", type=positive_int, default=30, help="passage words shown per source (default 30)")
     parser.add_argument("--show-output", action="store_true", help="also print the reader's raw text")
-    add_reader_args(parser)
-    add_index_args(parser)
+    from intdistill.stages.llm_steps import RagConfig
+
+    RagConfig.add_arguments(parser, only=READER_FIELDS | INDEX_FIELDS)  # the reader and index flags of `rag`
     add_llm_args(parser, cache_default=None)
 
 
@@ -30,6 +31,8 @@ def run(args) -> int:
 
     if not args.question.strip():
         raise DataError(None, None, f"expected a non-empty QUESTION, got {args.question!r}")
+    from intdistill.stages.llm_steps import reader_config
+
     config = reader_config(args)
     index, retriever = open_index(args, args.k)
     corpus = index_corpus(index, args.index, args.corpus)

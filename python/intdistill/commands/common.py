@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 
 def _int_at_least(value: str, minimum: int, expected: str) -> int:
@@ -77,25 +76,10 @@ def open_index(args, k: int):
 
 
 def index_corpus(index, index_path: str, corpus_path: str | None):
-    """The corpus whose passages ``index`` holds: ``corpus_path`` when given, else the one recorded in the
-    index's meta.json. DataError when there is none, or when some indexed id is not in it (another corpus)."""
-    from intdistill.data import DataError, load_corpus
+    """The corpus whose passages ``index`` holds (:func:`intdistill.stages.judge.index_corpus`)."""
+    from intdistill.stages.judge import index_corpus as _index_corpus
 
-    if corpus_path is None:
-        recorded = index.meta.corpus_path
-        if not recorded:
-            raise DataError(index_path, None, "the index records no corpus file: give --corpus")
-        if not os.path.exists(recorded):
-            raise DataError(index_path, None, f"the corpus recorded in the index, {recorded}, is not there: "
-                                              "give --corpus")
-        corpus_path = recorded
-    corpus = load_corpus(corpus_path)
-    missing = [d for d in index.docids if d not in corpus]
-    if missing:
-        raise DataError(corpus_path, None, f"expected every indexed passage in the corpus, got {len(missing)} of "
-                                           f"{len(index.docids)} missing (e.g. {missing[0]!r}): give the corpus the "
-                                           f"index was built from")
-    return corpus
+    return _index_corpus(index, index_path, corpus_path)
 
 
 def add_query_selection_args(parser) -> None:

@@ -7,23 +7,24 @@ between). Within one ``intdistill run``, files are parsed once (:mod:`intdistill
 - :mod:`~intdistill.stages.config`: :class:`StageConfig`, the base of every stage's configuration (argparse
   flags, TOML keys and the equivalent command line, all built from the dataclass fields).
 - :mod:`~intdistill.stages.first_stage`: candidate lists (``candidates``) and a retriever's index (``index``).
-- :mod:`~intdistill.stages.llm_steps`: the LLM writes queries (``generate-queries``), labels lists (``label``).
+- :mod:`~intdistill.stages.llm_steps`: the LLM writes queries (``generate-queries``), labels lists (``label``)
+  and answers from a retriever's passages (``rag``).
 - :mod:`~intdistill.stages.training`: stage 1 (``train-ranker``) and stage 2 (``train-retriever``).
-- :mod:`~intdistill.stages.judge`: search an index, compare runs, check a ranker, score RAG predictions.
+- :mod:`~intdistill.stages.judge`: open and search an index, compare runs, check a ranker.
 """
 
 from intdistill.stages.first_stage import CandidatesConfig, IndexConfig, build_index, candidates
 from intdistill.stages.training import (TrainRankerConfig, TrainRetrieverConfig, train_ranker,
                                         train_retriever)
-from intdistill.stages.llm_steps import GenerateConfig, LabelConfig, generate, label
-from intdistill.stages.judge import (OpenIndex, RankerCheck, check_ranker, compare_runs, open_index, rag_scores,
+from intdistill.stages.llm_steps import GenerateConfig, LabelConfig, RagConfig, generate, label, rag
+from intdistill.stages.judge import (OpenIndex, RankerCheck, check_ranker, compare_runs, open_index,
                                      ranker_order, search, select_queries)
 
 #: command -> its stage configuration (the commands already in the stages layer)
 CONFIGS = {c.command: c for c in (GenerateConfig, CandidatesConfig, LabelConfig, TrainRankerConfig,
-                                  TrainRetrieverConfig, IndexConfig)}
+                                  TrainRetrieverConfig, IndexConfig, RagConfig)}
 
 __all__ = ["CONFIGS", "CandidatesConfig", "IndexConfig", "OpenIndex", "RankerCheck", "build_index", "candidates",
-           "check_ranker", "compare_runs", "open_index", "rag_scores", "ranker_order", "search", "select_queries",
+           "check_ranker", "compare_runs", "open_index", "ranker_order", "search", "select_queries",
            "TrainRankerConfig", "TrainRetrieverConfig", "train_ranker", "train_retriever", "GenerateConfig",
-           "LabelConfig", "generate", "label"]
+           "LabelConfig", "RagConfig", "generate", "label", "rag"]

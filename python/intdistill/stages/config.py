@@ -103,13 +103,14 @@ class StageConfig:
         return frozenset(f.name for f in fields(cls))
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser, *, skip: frozenset[str] = frozenset()) -> None:
-        """Add one argparse flag per field (but those in ``skip``); fields with a ``group`` are listed under it,
-        after the others."""
+    def add_arguments(cls, parser: argparse.ArgumentParser, *, skip: frozenset[str] = frozenset(),
+                      only: frozenset[str] | None = None) -> None:
+        """Add one argparse flag per field (those in ``only`` when given, but never those in ``skip``); fields
+        with a ``group`` are listed under it, after the others."""
         groups: dict[str, Any] = {}
         ordered = sorted(fields(cls), key=lambda f: f.metadata.get("group") is not None)
         for f in ordered:
-            if f.name in skip:
+            if f.name in skip or (only is not None and f.name not in only):
                 continue
             m = f.metadata
             kw: dict[str, Any] = {"dest": f.name, "help": m.get("help") or None}

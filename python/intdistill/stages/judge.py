@@ -1,4 +1,4 @@
-"""The judging stages: search an index, compare runs, check a ranker, score RAG predictions.
+"""The judging stages: open and search an index, compare runs, check a ranker.
 
 These are what ``intdistill search``/``evaluate``/``label-report --ranker``/``rag`` do after parsing their
 flags, and what ``intdistill run`` calls directly, with objects in and objects out (no command line, no
@@ -10,7 +10,6 @@ stdout in between). Each takes the data it needs already loaded, so one run pars
 - :class:`RankerCheck` + :func:`check_ranker`: a trained ranker's order of held-out lists against the first
   stage's, as a :class:`~intdistill.gate.TeacherReport` (the ranker check; ``label-report --ranker``).
 - :func:`select_queries`: a seeded sample and/or the first N of a query set.
-- :func:`rag_scores`: the measures of a RAG predictions file.
 """
 
 from __future__ import annotations
@@ -71,6 +70,28 @@ def open_index(path, k: int, *, retriever: str | None = None, mmap: bool = False
     except ValueError as e:  # the retriever's dimension is not the index's
         raise DataError(path, None, str(e)) from None
     return OpenIndex(index, model)
+
+
+def index_corpus(index, index_path, corpus_path=None):
+    """The corpus whose passages ``index`` holds: ``corpus_path`` when given, else the one recorded in the
+    index's meta.json. DataError when there is none, or when some indexed id is not in it (another corpus)."""
+    from intdistill.data import load_corpus
+
+    if corpus_path is None:
+        recorded = index.meta.corpus_path
+        if not recorded:
+            raise DataError(index_path, None, "the index records no corpus file: give --corpus")
+        if not os.path.exists(recorded):
+            raise DataError(index_path, None, f"the corpus recorded in the index, {recorded}, is not there: "
+                                              "give --corpus")
+        corpus_path = recorded
+    corpus = load_corpus(corpus_path)
+    missing = [d for d in index.docids if d not in corpus]
+    if missing:
+        raise DataError(corpus_path, None, f"expected every indexed passage in the corpus, got {len(missing)} of "
+                                           f"{len(index.docids)} missing (e.g. {missing[0]!r}): give the corpus the "
+                                           f"index was built from")
+    return corpus
 
 
 def search(opened: OpenIndex, queries: Mapping[str, Query], k: int, *, exact: bool = False,
@@ -161,14 +182,3 @@ def select_queries(queries: Mapping[str, Query], *, sample: int | None = None, s
     if max_queries is not None:
         queries = dict(list(queries.items())[:max_queries])
     return dict(queries)
-
-
-def rag_scores(path, k: int, qids=None) -> dict[str, float | int | None]:
-    """EM, F1 and Acc@k of the predictions in ``path`` for the questions ``qids`` (None: all in the file):
-    means over the scored questions (None when none is), and how many were scored: what ``intdistill rag``
-    prints."""
-    from intdistill.rag import load_predictions, measures_of
-
-    preds = load_predictions(path)
-    records = list(preds.values()) if qids is None else [preds[q] for q in qids if q in preds]
-    return {**measures_of(records, k), "scored": sum(r.scored for r in records)}

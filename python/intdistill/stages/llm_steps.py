@@ -251,3 +251,87 @@ def label(cfg: LabelConfig):
             raise Stopped(f"{e}; labels so far are in {cfg.out}, rerun to go on") from None
         _report(summary, client)
     return summary
+
+
+def _reader_defaults():
+    from intdistill.rag import READER_TEMPLATES, ReaderConfig
+
+    return ReaderConfig(), tuple(sorted(READER_TEMPLATES))
+
+
+_READER, _READER_TEMPLATES = _reader_defaults()
+READER, INDEX = "reader", "the index"
+
+
+@dataclass(frozen=True)
+class RagConfig(LLMOptions):
+    """``intdistill rag``: retrieve k passages per question from an index, let the LLM reader answer, score."""
+
+    command = "rag"
+    queries: str = option(help="questions: JSONL with 'answers', BEIR directory or SQuAD JSON", required=True)
+    out: str = option(help="predictions JSONL (appended to; questions in it are skipped)", required=True)
+    index: str = option(help="index directory written by `intdistill index`", required=True, group=INDEX)
+    corpus: str | None = option(None, "corpus: JSONL, BEIR directory or SQuAD JSON (default: the one recorded in "
+                                      "the index)")
+    k: int = option(5, "passages per question (default 5)", flag="-k", type=positive_int)
+    max_queries: int | None = option(None, "use at most the first N queries", type=positive_int)
+    sample: int | None = option(None, "use a seeded random sample of N queries (in file order)", type=positive_int)
+    seed: int = option(0, "seed for --sample (default 0)", type=int)
+    template: str = option(_READER.template, f"reader prompt (default {_READER.template})", choices=_READER_TEMPLATES,
+                           group=READER)
+    max_words: int | None = option(None, "passage words shown to the reader (default: whole passages)",
+                                   type=positive_int, group=READER)
+    max_tokens: int = option(_READER.max_tokens, f"new tokens per answer (default {_READER.max_tokens})",
+                             type=positive_int, group=READER)
+    temperature: float = option(_READER.temperature, "sampling temperature (default 0)", type=float, group=READER)
+    llm_seed: int = option(_READER.seed, f"seed sent to the endpoint (default {_READER.seed})", type=int,
+                           group=READER)
+    retriever: str | None = option(None, "retriever: local directory or hub name (default: the one recorded in the "
+                                         "index)", group=INDEX)
+    expansion_search: int | None = option(None, "HNSW search breadth, ef (default: as built)", type=positive_int,
+                                          group=INDEX)
+    mmap: bool = option(False, "memory-map the index instead of loading it", group=INDEX)
+    allow_retriever_mismatch: bool = option(False, "search even if the retriever differs from the one that built "
+                                                   "the index", group=INDEX)
+    batch_size: int = option(64, "encoding batch size (default 64)", type=positive_int, group=INDEX)
+    device: str | None = option(None, "torch device (default: cuda when available, else cpu)", group=INDEX)
+
+
+
+def reader_config(opts):
+    """The :class:`intdistill.rag.ReaderConfig` of a :class:`RagConfig` (or of parsed flags with its reader
+    fields, as `intdistill ask` has); a bad value is a DataError naming it."""
+    from intdistill.rag import ReaderConfig
+
+    try:
+        return ReaderConfig(template=opts.template, max_words=opts.max_words, max_tokens=opts.max_tokens,
+                            temperature=opts.temperature, seed=opts.llm_seed)
+    except ValueError as e:
+        raise DataError(None, None, str(e)) from None
+
+
+def rag(cfg: RagConfig):
+    """Answer the questions of ``cfg`` from the top ``k`` of its index, appending to ``cfg.out`` (resumable);
+    returns the :class:`intdistill.rag.RagResult` (its ``stopped`` says whether a budget stopped it)."""
+    from intdistill.data import load_queries
+    from intdistill.rag import IndexRetrieve, answer_questions
+    from intdistill.stages.judge import index_corpus, open_index, select_queries
+
+    reader = reader_config(cfg)
+    queries = select_queries(load_queries(cfg.queries), sample=cfg.sample, seed=cfg.seed, max_queries=cfg.max_queries)
+    index, retriever = open_index(cfg.index, cfg.k, retriever=cfg.retriever, mmap=cfg.mmap,
+                                  expansion_search=cfg.expansion_search, device=cfg.device,
+                                  allow_mismatch=cfg.allow_retriever_mismatch)
+    corpus = index_corpus(index, cfg.index, cfg.corpus)
+    retrieve = IndexRetrieve(index, retriever, allow_mismatch=cfg.allow_retriever_mismatch, batch_size=cfg.batch_size)
+    unanswerable = sum(1 for q in queries.values() if not q.answers)
+    if unanswerable:
+        print(f"note: {unanswerable} of {len(queries)} questions have no gold answers: they are answered, not scored",
+              file=sys.stderr)
+    with open_llm(cfg) as client:
+        print(f"answering {len(queries)} questions with {client.model} from the top {cfg.k} of {len(index)} "
+              f"passages (reader prompt {reader.template})", file=sys.stderr)
+        result = answer_questions(retrieve, queries, corpus, client, cfg.k, cfg.out, config=reader,
+                                  max_consecutive_failures=cfg.max_consecutive_failures)
+        _report(result, client)
+    return result

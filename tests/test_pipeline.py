@@ -306,7 +306,7 @@ def test_a_good_teacher_passes_the_gate_and_failures_are_recorded(tmp_path, monk
         launched.append([*launcher, *argv])
         return 2, ""
 
-    monkeypatch.setattr("intdistill.pipeline._run_launched", torchrun)
+    monkeypatch.setattr("intdistill.pipeline.core._run_launched", torchrun)
     two = load_config(_config(tmp_path, '[llm]\nllm = "http://127.0.0.1:9/v1"\nllm_model = "fake"\n'
                                         "[train]\nnproc = 2\n"))
     with pytest.raises(StageFailed, match=r"stage train-ranker: `intdistill train-ranker --corpus .*` exited with 2"):

@@ -6,13 +6,8 @@
     a = ask("Who wrote Hamlet?", retrieve, corpus, client, k=3)
     print(a.answer, [s.docid for s in a.sources])
 
-Reader prompt: a ``PromptTemplate`` (``intdistill.llm.prompts``) from ``READER_TEMPLATES``, filled in by
-``prompts.build_messages``: the retrieved passages in rank order, one line each, ``[i] title: text`` (whitespace
-collapsed, optionally cut to ``max_words`` words), then the question, asking for a few words taken from the
-passages. ``template_hash`` of the template is recorded with every prediction.
-
-Answer parsing (``parse_answer``): the reader's text is cleaned to a short span, see its docstring. The raw
-text is always kept next to the prediction.
+The reader (its prompts, :class:`ReaderConfig`, ``parse_answer``) is :mod:`intdistill.reader`; the raw text
+is always kept next to the parsed prediction. The predictions file's records are :mod:`intdistill.predictions`.
 
 Scores (``intdistill.answers``; fractions in [0, 1]):
 - ``em`` / ``f1``: SQuAD v1.1 exact match and token F1 of the prediction against the gold answers (max over them);
@@ -36,14 +31,12 @@ is written and ``answer_questions`` returns with ``stopped`` set to the reason (
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from intdistill.data import DataError, Passage, Query, iter_jsonl
-from intdistill.llm.prompts import PromptTemplate, build_messages, template_hash
+from intdistill.data import DataError, Passage, Query
 
 log = logging.getLogger(__name__)
 
@@ -65,126 +58,8 @@ __all__ = [
     "reader_messages",
 ]
 
-# ---------------------------------------------------------------------------------------------- prompts
-
-SHORT_ANSWER = PromptTemplate(
-    name="short-answer",
-    system="You answer questions from the passages you are given. You reply with a short answer only.",
-    user=(
-        "Passages:\n{passages}\n\n"
-        "Question: {query}\n"
-        "Answer with a few words taken from the passages, not a sentence. "
-        "If the passages do not say, give your best guess in a few words. Reply with the answer only."
-    ),
-    description="numbered passages, then the question; asks for a short span from the passages (default)",
-)
-
-COMPACT_READER = PromptTemplate(
-    name="compact",
-    system="",
-    user="{passages}\n\nQuestion: {query}\nAnswer with a few words from the passages only.",
-    description="shortest instructions, no system message (small models, small context windows)",
-)
-
-READER_TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (SHORT_ANSWER, COMPACT_READER)}
-
-
-def get_reader_template(name: str) -> PromptTemplate:
-    """The registered reader template called ``name``; ``ValueError`` listing the registered names otherwise."""
-    try:
-        return READER_TEMPLATES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown reader template {name!r}; expected one of {sorted(READER_TEMPLATES)}") from None
-
-
-def passage_reader_text(p: Passage) -> str:
-    """How a passage is shown to the reader: ``title: text`` (just ``text`` without a title)."""
-    return f"{p.title}: {p.text}" if p.title else p.text
-
-
-@dataclass(frozen=True)
-class ReaderConfig:
-    """How the reader is asked. Every field is part of a predictions file's identity (``RUN_IDENTITY``)."""
-
-    template: str = SHORT_ANSWER.name  # a name in READER_TEMPLATES
-    max_words: int | None = None  # passage words shown to the reader (None: whole passages)
-    max_tokens: int = 32  # new tokens per answer
-    temperature: float = 0.0
-    seed: int = 0  # sent to the endpoint as `seed`
-
-    def __post_init__(self):
-        get_reader_template(self.template)
-        for name, low in (("max_tokens", 1), ("seed", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
-        v = self.max_words
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"max_words: expected an int >= 1 or None, got {v!r}")
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 2:
-            raise ValueError(f"temperature: expected a number in [0, 2], got {t!r}")
-
-    @property
-    def prompt_hash(self) -> str:
-        return template_hash(get_reader_template(self.template))
-
-    def decoding(self) -> dict:
-        return {"temperature": float(self.temperature), "max_tokens": self.max_tokens, "seed": self.seed}
-
-
-def reader_messages(question: str, passages: Sequence[Passage], config: ReaderConfig | None = None) -> list[dict]:
-    """Chat messages asking the reader to answer ``question`` from ``passages`` (shown in the given order)."""
-    config = config or ReaderConfig()
-    return build_messages(get_reader_template(config.template), question,
-                          [passage_reader_text(p) for p in passages], max_words=config.max_words)
-
-
-# ---------------------------------------------------------------------------------------------- parsing
-
-_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
-_PREFIX = re.compile(r"^\s*(?:\*\*|__)?\s*(?:(?:final|short)\s+)?(?:answer|a)\s*(?:\*\*|__)?\s*[:：]\s*(?:\*\*|__)?",
-                     re.I)
-_CITATIONS = re.compile(r"(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+$")
-_QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb"}
-_EMPHASIS = ("**", "__")
-
-
-def _unquote(s: str) -> str:
-    for mark in _EMPHASIS:
-        if len(s) > 2 * len(mark) and s.startswith(mark) and s.endswith(mark):
-            s = s[len(mark):-len(mark)].strip()
-    if len(s) >= 2 and s[0] in _QUOTES and s[-1] == _QUOTES[s[0]]:
-        s = s[1:-1].strip()
-    return s
-
-
-def parse_answer(text: str) -> str:
-    """A reader's text cleaned to the answer span, in this order:
-
-    1. ``<think>...</think>`` blocks are dropped (an unclosed ``<think>`` leaves nothing: no answer came);
-    2. a leading ``Answer:`` / ``A:`` / ``Final answer:`` / ``Short answer:`` (any case, optionally in ``**``) is dropped;
-    3. the first non-empty line is kept, stripped;
-    4. trailing passage citations such as ``[1]`` or ``[1, 3]`` are dropped (with a period before or after them);
-    5. a trailing period is dropped, then surrounding ``**``/``__`` and one pair of matching quotes
-       (``"`` ``'`` `````, curly quotes, guillemets), then a trailing period again (an ellipsis stays).
-
-    ``""`` when nothing is left (scored 0, as the official SQuAD script scores a missing answer).
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"text: expected a str, got {type(text).__name__}")
-    s = _THINK.sub("", text)
-    if re.search(r"<think>", s, re.I):
-        return ""
-    s = _PREFIX.sub("", s.strip(), count=1)
-    s = next((line.strip() for line in s.splitlines() if line.strip()), "")
-    s = _drop_period(_CITATIONS.sub("", _drop_period(s)).strip())
-    return _drop_period(_unquote(s))
-
-
-def _drop_period(s: str) -> str:
-    """``s`` without one trailing period (an ellipsis ``...`` stays)."""
-    return s[:-1].rstrip() if s.endswith(".") and not s.endswith("..") else s
+from intdistill.reader import (READER_TEMPLATES, ReaderConfig, get_reader_template, parse_answer,  # noqa: E402,F401
+                               passage_reader_text, reader_messages)
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
@@ -248,101 +123,8 @@ def _retrieved(retrieve: Retrieve, qids: Sequence[str], texts: Sequence[str], k:
     return out
 
 
-# ---------------------------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class RagRecord:
-    """One answered question: a line of the predictions file."""
-
-    qid: str
-    question: str
-    docids: tuple[str, ...]  # retrieved passage ids, best first
-    scores: tuple[float, ...]  # their retrieval scores
-    prediction: str  # parse_answer(output)
-    output: str  # the reader's raw text
-    answers: tuple[str, ...]  # gold answers (empty: not scored)
-    em: float | None  # SQuAD exact match (None: no gold answers)
-    f1: float | None  # SQuAD token F1 (None: no gold answers)
-    hit_rank: int | None  # rank (1-based) of the first retrieved passage holding a gold answer; None: none / unscored
-    model: str
-    template: str
-    prompt_hash: str
-    k: int
-    max_words: int | None
-    max_tokens: int
-    temperature: float
-    seed: int
-    retrieval_id: str  # the retriever's fingerprint ("" when the retrieve callable names none)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached: bool = False  # the answer came from the LLM cache
-
-    @property
-    def scored(self) -> bool:
-        return self.em is not None
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        for key in ("docids", "scores", "answers"):
-            d[key] = list(d[key])
-        return d
-
-
-#: What a predictions file's lines must share with the run that appends to it.
-RUN_IDENTITY = ("model", "prompt_hash", "k", "max_words", "max_tokens", "temperature", "seed", "retrieval_id")
-_REQUIRED = ("qid", "question", "docids", "scores", "prediction", "output", "model", "prompt_hash", "k")
-
-
-def _record_from_obj(obj: dict, path, line: int) -> RagRecord:
-    missing = [k for k in _REQUIRED if k not in obj]
-    if missing:
-        raise DataError(path, line, f"expected a prediction object with fields {', '.join(_REQUIRED)}; "
-                                    f"missing {', '.join(missing)}")
-    docids, scores = obj["docids"], obj["scores"]
-    if not isinstance(docids, list) or not docids or not all(isinstance(d, str) for d in docids):
-        raise DataError(path, line, f"expected 'docids' to be a non-empty list of ids, got {docids!r:.80}")
-    if (not isinstance(scores, list) or len(scores) != len(docids)
-            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores)):
-        raise DataError(path, line, f"expected 'scores' to be {len(docids)} numbers (one per doc id), got {scores!r:.80}")
-    k = obj["k"]
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise DataError(path, line, f"expected 'k' to be a positive int, got {k!r}")
-    for key in ("question", "prediction", "output", "model", "prompt_hash"):
-        if not isinstance(obj[key], str):
-            raise DataError(path, line, f"expected {key!r} to be a string, got {type(obj[key]).__name__}")
-    known = {f.name for f in fields(RagRecord)}
-    values = {key: value for key, value in obj.items() if key in known}
-    values.update(
-        qid=str(obj["qid"]), docids=tuple(docids), scores=tuple(float(s) for s in scores),
-        answers=tuple(obj.get("answers") or ()), em=obj.get("em"), f1=obj.get("f1"), hit_rank=obj.get("hit_rank"),
-        template=str(obj.get("template", "")), max_words=obj.get("max_words"),
-        max_tokens=obj.get("max_tokens", 0), temperature=obj.get("temperature", 0.0), seed=obj.get("seed", 0),
-        retrieval_id=str(obj.get("retrieval_id", "")),
-    )
-    return RagRecord(**values)
-
-
-def load_predictions(path) -> dict[str, RagRecord]:
-    """Read a predictions file written by ``answer_questions``. Errors name the file and line; a cut-off last
-    line (a crash mid-write) is skipped with a warning (its question is answered again on resume)."""
-    path = Path(path)
-    records: dict[str, RagRecord] = {}
-    for line_no, obj in iter_jsonl(path, appended=True):
-        rec = _record_from_obj(obj, path, line_no)
-        if rec.qid in records:
-            raise DataError(path, line_no, f"expected one line per question, got question {rec.qid!r} again")
-        records[rec.qid] = rec
-    return records
-
-
-def _check_identity(done: Mapping[str, RagRecord], want: dict, path) -> None:
-    for rec in done.values():
-        diff = [f"{key} {getattr(rec, key)!r} vs {want[key]!r}" for key in RUN_IDENTITY if getattr(rec, key) != want[key]]
-        if diff:
-            raise DataError(path, None, f"existing predictions (e.g. question {rec.qid!r}) were made with another "
-                                        f"setting than this run's ({'; '.join(diff)}, file vs run): write to another "
-                                        "--out, or delete the file to start over")
+from intdistill.predictions import (RUN_IDENTITY, RagRecord, _check_identity, _record_from_obj,  # noqa: E402,F401
+                                   load_predictions)
 
 
 def _scored(records: Sequence[RagRecord], queries: Mapping[str, Query], corpus: Mapping[str, Passage]) -> list[RagRecord]:

@@ -9,26 +9,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
-from intdistill.llm.cache import (
-    ChatRequest,
-    ChatResult,
-    Ledger,
-    LLMCache,
-    call_cost,
-    new_run_id,
-)
-from intdistill.llm.errors import (
-    BudgetExceeded,
-    CircuitOpen,
-    LLMAuthError,
-    LLMBadResponse,
-    LLMError,
-    LLMRateLimited,
-    LLMRequestError,
-    LLMServerError,
-    LLMTimeout,
-    LLMUnreachable,
-)
 
 PLACEHOLDER_API_KEY = "not-needed"
 _SNIPPET = 300  # characters of server text quoted in an error message

@@ -165,7 +165,8 @@ class StageConfig:
         """The equivalent ``intdistill`` command line: the command, then every field that is required or
         differs from its default."""
         out = [self.command]
-        for f in sorted(fields(self), key=lambda f: not _required(f)):  # the required first
+        # the required first, then the others as --help lists them
+        for f in sorted(fields(self), key=lambda f: (not _required(f), f.metadata.get("group") is not None)):
             value = getattr(self, f.name)
             if value is None or (not _required(f) and value == f.default):
                 continue

@@ -16,6 +16,7 @@ from intdistill.stages.config import StageConfig, non_negative_int, option, posi
 
 logger = logging.getLogger(__name__)
 
+ENCODING = "encoding the corpus"
 RUN_SUFFIXES = (".trec", ".run")  # an --out ending so is written as a TREC run, else as candidates JSONL
 _RAY_HELP = ("use Ray: workers encode the corpus, actors send the LLM calls, one per --llm-base-url (ADDRESS: auto = "
              "the running cluster, ray://HOST:10001; alone: a Ray on this machine); needs intdistill[distributed]")
@@ -32,26 +33,32 @@ def ray_encoder(cfg, retriever):
 
 
 @dataclass(frozen=True)
-class CandidatesConfig(StageConfig):
+class EncodingOptions(StageConfig):
+    """How a stage encodes the corpus with the retriever (batch, device, embedding cache, Ray workers)."""
+
+    batch_size: int = option(64, "encoding batch size (default 64)", type=positive_int, group=ENCODING)
+    device: str | None = option(None, "torch device (default: cuda when available, else cpu)", group=ENCODING)
+    cache_dir: str | None = option(None, "keep passage embeddings here as .npy, keyed by retriever weights and "
+                                         "corpus text", group=ENCODING)
+    ray: str | None = option(None, _RAY_HELP, nargs="?", const="local", metavar="ADDRESS", group=ENCODING)
+    ray_workers: int | None = option(None, "with --ray: encoding workers (default: the cluster's CPUs)",
+                                     type=positive_int, metavar="N", group=ENCODING)
+
+
+@dataclass(frozen=True)
+class CandidatesConfig(EncodingOptions):
     """``intdistill candidates``: the top n passages of each query by exact dense search."""
 
     command = "candidates"
-    corpus: str = option(help="corpus: JSONL, BEIR directory or SQuAD JSON")
-    queries: str = option(help="queries: JSONL (or what intdistill.data reads)")
-    n: int = option(help="candidates per query", flag="-n", type=positive_int)
-    out: str = option(help="output: .jsonl candidates, or a TREC run if it ends in .trec/.run")
+    corpus: str = option(help="corpus: JSONL, BEIR directory or SQuAD JSON", required=True)
+    queries: str = option(help="queries: JSONL (or what intdistill.data reads)", required=True)
+    n: int = option(help="candidates per query", flag="-n", type=positive_int, required=True)
+    out: str = option(help="output: .jsonl candidates, or a TREC run if it ends in .trec/.run", required=True)
     retriever: str | None = option(None, "retriever: local directory or hub name (default: bundled all-MiniLM-L6-v2)")
     qrels: str | None = option(None, "only use queries judged in these qrels (TREC or BEIR TSV)")
     max_queries: int | None = option(None, "use at most the first N queries", type=positive_int)
     sample: int | None = option(None, "use a seeded random sample of N queries (in file order)", type=positive_int)
     seed: int = option(0, "seed for --sample (default 0)", type=int)
-    batch_size: int = option(64, "encoding batch size (default 64)", type=positive_int)
-    device: str | None = option(None, "torch device (default: cuda when available, else cpu)")
-    cache_dir: str | None = option(None, "keep passage embeddings here as .npy, keyed by retriever weights and "
-                                         "corpus text")
-    ray: str | None = option(None, _RAY_HELP, nargs="?", const="local", metavar="ADDRESS")
-    ray_workers: int | None = option(None, "with --ray: encoding workers (default: the cluster's CPUs)",
-                                     type=positive_int, metavar="N")
 
 
 def candidates(cfg: CandidatesConfig):
@@ -116,12 +123,12 @@ _M, _EF_ADD, _EF, _DTYPES, _METRICS = _index_defaults()
 
 
 @dataclass(frozen=True)
-class IndexConfig(StageConfig):
+class IndexConfig(EncodingOptions):
     """``intdistill index``: encode the corpus with the retriever and index it with usearch (HNSW)."""
 
     command = "index"
-    corpus: str = option(help="corpus: JSONL, BEIR directory or SQuAD JSON")
-    out: str = option(help="index directory to write (created if missing)")
+    corpus: str = option(help="corpus: JSONL, BEIR directory or SQuAD JSON", required=True)
+    out: str = option(help="index directory to write (created if missing)", required=True)
     retriever: str | None = option(None, "retriever: local directory or hub name (default: bundled all-MiniLM-L6-v2)")
     metric: str | None = option(None, "cos or ip (default: cos when the retriever normalises its embeddings, else ip)",
                                 choices=_METRICS)
@@ -137,13 +144,6 @@ class IndexConfig(StageConfig):
     target_recall: float | None = option(
         None, "double --expansion-search (up to 4096) until the recall check reaches R, e.g. 0.98; the ef found is "
               "saved with the index (large indexes need more than the default)", type=unit_interval, metavar="R")
-    batch_size: int = option(64, "encoding batch size (default 64)", type=positive_int)
-    device: str | None = option(None, "torch device (default: cuda when available, else cpu)")
-    cache_dir: str | None = option(None, "keep passage embeddings here as .npy, keyed by retriever weights and "
-                                         "corpus text")
-    ray: str | None = option(None, _RAY_HELP, nargs="?", const="local", metavar="ADDRESS")
-    ray_workers: int | None = option(None, "with --ray: encoding workers (default: the cluster's CPUs)",
-                                     type=positive_int, metavar="N")
 
 
 def build_index(cfg: IndexConfig):

@@ -43,7 +43,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,34 +54,8 @@ logger = logging.getLogger(__name__)
 
 META_FILE = "intdistill_ranker.json"
 DEFAULT_MAX_LENGTH = 256
-DEFAULT_SCALE = 20.0  # 1 / 0.05: MiniLM cosines as logits (the temperature stage 2 uses for the student too)
-BI_MODES = ("none", "frozen", "query", "shared")
+from intdistill.models.kinds import BI_MODES, DEFAULT_KIND, DEFAULT_SCALE, KINDS, kind_of  # noqa: E402, F401
 
-
-@dataclass(frozen=True)
-class RankerKind:
-    """A named composite: which towers of the bi-encoder part train, and whether a cross-encoder adds to it."""
-
-    bi: str  # one of BI_MODES
-    cross: bool  # a cross-encoder residual f
-    about: str  # one line for --help and the README
-
-
-#: The ranker kinds, by name. ``query-tower`` is the default (README, "Which ranker", has the measurements).
-KINDS: dict[str, RankerKind] = {
-    "query-tower": RankerKind("query", False, "trainable query encoder over the frozen first stage's passage "
-                                              "embeddings (cheap: a step encodes only queries)"),
-    "twin": RankerKind("shared", False, "a trainable copy of the first stage, both sides"),
-    "anchored-cross": RankerKind("frozen", True, "frozen first stage + a cross-encoder whose head starts at 0"),
-    "query-tower+cross": RankerKind("query", True, "query-tower + a cross-encoder whose head starts at 0"),
-    "cross": RankerKind("none", True, "a plain cross-encoder with a new head (the paper's; does NOT start at the "
-                                      "first stage)"),
-}
-DEFAULT_KIND = "query-tower"
-
-
-def kind_of(bi: str, cross: bool) -> str:
-    return next((k for k, v in KINDS.items() if (v.bi, v.cross) == (bi, cross)), f"{bi}+{'cross' if cross else ''}")
 
 
 class Ranker(torch.nn.Module):

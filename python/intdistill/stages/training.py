@@ -103,7 +103,7 @@ class TrainOptions(StageConfig):
 
 
 def _ranker_defaults():
-    from intdistill.models.ranker import DEFAULT_KIND, DEFAULT_SCALE, KINDS
+    from intdistill.models.kinds import DEFAULT_KIND, DEFAULT_SCALE, KINDS
     from intdistill.train.sources import LABEL_SOURCES
 
     return (tuple(KINDS), DEFAULT_KIND, "; ".join(f"{k}: {v.about}" for k, v in KINDS.items()), DEFAULT_SCALE,

@@ -220,7 +220,7 @@ pub fn topk_rows<T: Score + Default>(
 mod py {
     use super::*;
     use numpy::{
-        Element, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2,
+        Element, PyArray1, PyArray2, PyArrayMethods,
         PyUntypedArrayMethods,
     };
     use pyo3::exceptions::PyValueError;

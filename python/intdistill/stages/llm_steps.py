@@ -17,6 +17,7 @@ from intdistill.data import DataError
 from intdistill.stages.config import StageConfig, Stopped, option, positive_int
 
 LLM = "LLM endpoint (any OpenAI-compatible chat endpoint)"
+RAY = "Ray (optional)"
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ class LLMOptions(StageConfig):
     ray: str | None = option(None, "use Ray: workers encode the corpus, actors send the LLM calls, one per "
                                    "--llm-base-url (ADDRESS: auto = the running cluster, ray://HOST:10001; alone: a "
                                    "Ray on this machine); needs intdistill[distributed]", nargs="?", const="local",
-                             metavar="ADDRESS")
+                             metavar="ADDRESS", group=RAY)
     ray_workers: int | None = option(None, "with --ray: encoding workers (default: the cluster's CPUs)",
-                                     type=positive_int, metavar="N")
+                                     type=positive_int, metavar="N", group=RAY)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@
 mod ann;
 mod counting;
 mod csr;
+mod dicts;
 mod measures;
 #[cfg(feature = "python")]
 mod py;
@@ -35,6 +36,7 @@ mod py;
 pub use ann::*;
 pub use counting::*;
 pub use csr::*;
+pub use dicts::*;
 pub use measures::*;
 
 #[cfg(feature = "python")]

@@ -175,19 +175,15 @@ fn py_evaluate_dicts<'py>(
     let run = as_dict(run, || Ok("run".to_string()))?;
     let nm = measures.len();
 
-    // Phase 1 (GIL): read the dicts into flat buffers.
+    // Phase 1 (GIL): read the dicts into flat buffers (DictQueries, the pure core in dicts.rs).
     let qids = PyList::empty(py);
     let mut run_dicts: Vec<Option<Bound<'py, PyDict>>> = Vec::new();
     let mut hit_docs: Vec<Bound<'py, PyAny>> = Vec::new(); // doc id of each relevant retrieved doc
-    let mut keys: Vec<u32> = Vec::new(); // score keys of all results of queries with hits
-    let mut key_off: Vec<usize> = vec![0];
-    let mut hit_keys: Vec<u32> = Vec::new();
-    let mut hit_rels: Vec<i64> = Vec::new();
-    let mut hit_off: Vec<usize> = vec![0];
-    let mut ideal: Vec<i64> = Vec::new();
-    let mut ideal_off: Vec<usize> = vec![0];
+    let mut flat = DictQueries::default();
     let mut n_missing = 0usize;
     let mut positive: Vec<(Bound<'py, PyAny>, i64)> = Vec::new();
+    let mut keys: Vec<u32> = Vec::new();
+    let mut hits: Vec<(u32, i64)> = Vec::new();
     for (qid, judged) in qrels.iter() {
         let judged = as_dict(&judged, || Ok(format!("qrels[{}]", qid.repr()?)))?;
         if judged.is_empty() {
@@ -213,10 +209,7 @@ fn py_evaluate_dicts<'py>(
                 positive.push((doc, rel));
             }
         }
-        let mut gains: Vec<i64> = positive.iter().map(|(_, r)| *r).collect();
-        gains.sort_unstable_by(|a, b| b.cmp(a));
-        ideal.extend_from_slice(&gains);
-        ideal_off.push(ideal.len());
+        let ideal = ideal_gains(positive.iter().map(|(_, r)| *r));
         qids.append(&qid)?;
 
         let results = match run.get_item(&qid)? {
@@ -226,27 +219,21 @@ fn py_evaluate_dicts<'py>(
             }
             Some(r) => Some(as_dict(&r, || Ok(format!("run[{}]", qid.repr()?)))?.clone()),
         };
+        keys.clear();
+        hits.clear();
         if let Some(results) = &results {
-            let before = hit_keys.len();
             for (doc, rel) in positive.iter() {
                 if let Some(value) = results.get_item(doc)? {
-                    hit_keys.push(score_key(score_of(&qid, doc, &value)?));
-                    hit_rels.push(*rel);
+                    hits.push((score_key(score_of(&qid, doc, &value)?), *rel));
                     hit_docs.push(doc.clone());
                 }
             }
-            let start = keys.len();
-            push_keys(&qid, results, &mut keys)?;
-            if hit_keys.len() == before {
-                // nothing relevant retrieved: every measure is 0 (the scores were still validated)
-                keys.truncate(start);
-            }
+            push_keys(&qid, results, &mut keys)?; // validates every score, even with no hit
         }
-        key_off.push(keys.len());
-        hit_off.push(hit_keys.len());
+        flat.push(&keys, &hits, &ideal); // no hit: the keys are not kept, every measure is 0
         run_dicts.push(results);
     }
-    let nq = run_dicts.len();
+    let nq = flat.len();
     let mut n_ignored = 0usize;
     for qid in run.keys() {
         match qrels.get_item(&qid)? {
@@ -256,19 +243,7 @@ fn py_evaluate_dicts<'py>(
     }
 
     // Phase 2 (no GIL, parallel): ranks of relevant retrieved docs by counting.
-    let mut counted: Vec<CountedQuery> = py.detach(|| {
-        (0..nq)
-            .into_par_iter()
-            .map(|q| {
-                let (ha, hb) = (hit_off[q], hit_off[q + 1]);
-                count_ranks(
-                    &keys[key_off[q]..key_off[q + 1]],
-                    &hit_keys[ha..hb],
-                    &hit_rels[ha..hb],
-                )
-            })
-            .collect()
-    });
+    let mut counted: Vec<CountedQuery> = py.detach(|| flat.count());
 
     // Phase 3 (GIL, rare): exact score ties, broken by doc id descending (Python str order ==
     // UTF-8 byte order == strcmp).
@@ -281,7 +256,7 @@ fn py_evaluate_dicts<'py>(
             .expect("a query with hits has results");
         let qid = qids.get_item(q)?;
         for &h in &cq.tied {
-            let (key, doc) = (hit_keys[hit_off[q] + h], &hit_docs[hit_off[q] + h]);
+            let (key, doc) = (flat.hit_keys[flat.hit_off[q] + h], &hit_docs[flat.hit_off[q] + h]);
             for (other, value) in results.iter() {
                 if score_key(score_of(&qid, &other, &value)?) == key && other.gt(doc)? {
                     cq.hits[h].0 += 1;
@@ -291,25 +266,7 @@ fn py_evaluate_dicts<'py>(
     }
 
     // Phase 4 (no GIL, parallel): measure values.
-    let mut values = vec![0.0; nq * nm];
-    py.detach(|| {
-        if nm == 0 {
-            return;
-        }
-        values
-            .par_chunks_mut(nm)
-            .zip(counted.par_iter_mut())
-            .enumerate()
-            .for_each(|(q, (row, cq))| {
-                cq.hits.sort_unstable();
-                query_values(
-                    &cq.hits,
-                    &ideal[ideal_off[q]..ideal_off[q + 1]],
-                    &measures,
-                    row,
-                );
-            });
-    });
+    let values = py.detach(|| flat.values(&mut counted, &measures));
     Ok((qids, matrix(py, values, nq, nm)?, n_missing, n_ignored))
 }
 

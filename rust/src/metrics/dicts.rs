@@ -47,8 +47,16 @@ impl DictQueries {
 
     /// Append a query: its retrieved keys, its relevant retrieved docs `(key, rel)` and its ideal gains.
     pub fn push(&mut self, keys: &[u32], hits: &[(u32, i64)], ideal: &[i64]) {
-        if !hits.is_empty() {
-            self.keys.extend_from_slice(keys);
+        self.keys.extend_from_slice(keys);
+        self.end_query(hits, ideal);
+    }
+
+    /// Close the query whose retrieved keys were appended to `self.keys` since the last one (the glue writes
+    /// them in place, saving a copy): record its hits and ideal gains.
+    pub fn end_query(&mut self, hits: &[(u32, i64)], ideal: &[i64]) {
+        if hits.is_empty() {
+            let start = *self.key_off.last().expect("key_off starts with 0");
+            self.keys.truncate(start); // nothing relevant retrieved: every measure is 0
         }
         self.key_off.push(self.keys.len());
         for &(k, r) in hits {

@@ -182,7 +182,6 @@ fn py_evaluate_dicts<'py>(
     let mut flat = DictQueries::default();
     let mut n_missing = 0usize;
     let mut positive: Vec<(Bound<'py, PyAny>, i64)> = Vec::new();
-    let mut keys: Vec<u32> = Vec::new();
     let mut hits: Vec<(u32, i64)> = Vec::new();
     for (qid, judged) in qrels.iter() {
         let judged = as_dict(&judged, || Ok(format!("qrels[{}]", qid.repr()?)))?;
@@ -219,7 +218,6 @@ fn py_evaluate_dicts<'py>(
             }
             Some(r) => Some(as_dict(&r, || Ok(format!("run[{}]", qid.repr()?)))?.clone()),
         };
-        keys.clear();
         hits.clear();
         if let Some(results) = &results {
             for (doc, rel) in positive.iter() {
@@ -228,9 +226,9 @@ fn py_evaluate_dicts<'py>(
                     hit_docs.push(doc.clone());
                 }
             }
-            push_keys(&qid, results, &mut keys)?; // validates every score, even with no hit
+            push_keys(&qid, results, &mut flat.keys)?; // validates every score, even with no hit
         }
-        flat.push(&keys, &hits, &ideal); // no hit: the keys are not kept, every measure is 0
+        flat.end_query(&hits, &ideal); // no hit: the keys are dropped, every measure is 0
         run_dicts.push(results);
     }
     let nq = flat.len();

@@ -16,7 +16,7 @@ import sys
 import time
 
 from intdistill.stages.first_stage import RUN_SUFFIXES
-from intdistill.commands.common import add_index_args, open_index, positive_int
+from intdistill.commands.common import open_index, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", default=None, help="with TEXT: show the first words of each passage")
     parser.add_argument("--words", type=positive_int, default=20, help="passage words shown (default 20)")
     parser.add_argument("--exact", action="store_true", help="exhaustive search instead of HNSW (for checking)")
-    add_index_args(parser)
+    from intdistill.commands.rag import INDEX_FIELDS
+    from intdistill.stages.llm_steps import RagConfig
+
+    RagConfig.add_arguments(parser, only=INDEX_FIELDS)  # the index flags of `rag` and `ask`
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,12 +26,11 @@ MANIFEST = "manifest.json"
 RETRIEVER_DIRS = {"llm": "retriever", "gold-first": "retriever-gold-first"}  # ranker name -> its retriever's dir
 # pipeline keys of a section that are not options of the stage's command
 _OWN_KEYS = {
-    "label": {"max_queries"},
     "gate": {"allow_weak_teacher"},
     "reference": {"gold_first", "max_queries"},
     "ranker_check": {"held_out"},
     "evaluate": {"depth", "measures"},
-    "rag": {"k", "max_queries", "retrievers", "sample", "seed"},
+    "rag": {"retrievers"},
     "curve": {"sizes"},
 }
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from intdistill.data import DataError
 from intdistill.stages.config import StageConfig, Stopped, option, positive_int
+from intdistill.stages.first_stage import EncodingOptions, ray_encoder
 
 LLM = "LLM endpoint (any OpenAI-compatible chat endpoint)"
 RAY = "Ray (optional)"
@@ -128,8 +129,9 @@ PROMPT, FILTERS = "the prompt", "filters"
 
 
 @dataclass(frozen=True)
-class GenerateConfig(LLMOptions):
-    """``intdistill generate-queries``: the LLM writes a training query about each sampled passage."""
+class GenerateConfig(EncodingOptions, LLMOptions):
+    """``intdistill generate-queries``: the LLM writes a training query about each sampled passage (the
+    round trip encodes the corpus: :class:`~intdistill.stages.first_stage.EncodingOptions`)."""
 
     command = "generate-queries"
     corpus: str = option(help="corpus: JSONL, TSV, BEIR directory or SQuAD JSON", required=True)
@@ -148,10 +150,6 @@ class GenerateConfig(LLMOptions):
                                     group=FILTERS)
     retriever: str | None = option(None, "first stage for --filter-top (default: bundled all-MiniLM-L6-v2)",
                                    group=FILTERS)
-    batch_size: int = option(64, "encoding batch size (default 64)", type=positive_int, group=FILTERS)
-    device: str | None = option(None, "torch device (default: cuda when available, else cpu)", group=FILTERS)
-    cache_dir: str | None = option(None, "keep passage embeddings here as .npy, keyed by retriever weights and "
-                                         "corpus text", group=FILTERS)
 
 
 def generate(cfg: GenerateConfig):
@@ -160,8 +158,6 @@ def generate(cfg: GenerateConfig):
     from intdistill.data import load_corpus, load_queries
     from intdistill.llm.errors import BudgetExceeded
     from intdistill.llm.generate import generate_queries
-    from intdistill.stages.first_stage import ray_encoder
-
     corpus = load_corpus(cfg.corpus)
     examples = [q.text for q in load_queries(cfg.examples).values()][: cfg.n_examples] if cfg.examples else []
 

@@ -35,7 +35,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from intdistill import data
-    from intdistill.candidates import CandidateList, Candidates
 
     if bool(args.texts) == (args.queries is not None):
         raise data.DataError(None, None, "expected query TEXT arguments or --queries FILE (one of them), got "
@@ -49,20 +48,22 @@ def run(args: argparse.Namespace) -> int:
         raise data.DataError(args.queries, None, "expected at least one query, got none")
     corpus = data.load_corpus(args.corpus) if args.corpus is not None and args.texts else None
 
+    from intdistill.stages import OpenIndex, search
+
     t0 = time.perf_counter()
     index, retriever = open_index(args, args.k)
     t1 = time.perf_counter()
-    qids = list(queries) if queries is not None else [str(i + 1) for i in range(len(args.texts))]
-    texts = [queries[q].text for q in qids] if queries is not None else list(args.texts)
-    query_emb = retriever.encode_queries(texts, batch_size=args.batch_size, progress=queries is not None)
-    hits = index.search_exact(query_emb, args.k) if args.exact else index.search(query_emb, args.k)
+    asked = queries if queries is not None else {
+        str(i + 1): data.Query(str(i + 1), text) for i, text in enumerate(args.texts)}
+    found = search(OpenIndex(index, retriever), asked, args.k, exact=args.exact, batch_size=args.batch_size,
+                   progress=queries is not None)
     t2 = time.perf_counter()
 
     if queries is None:
-        for n, (text, docids, scores) in enumerate(zip(texts, hits.docids, hits.scores)):
-            if len(texts) > 1:
-                print(("\n" if n else "") + f"query {n + 1}: {text}")
-            for rank, (docid, score) in enumerate(zip(docids, scores.tolist()), 1):
+        for n, (qid, cl) in enumerate(found.items()):
+            if len(found) > 1:
+                print(("\n" if n else "") + f"query {n + 1}: {asked[qid].text}")
+            for rank, (docid, score) in enumerate(zip(cl.docids, cl.scores), 1):
                 line = f"{rank}\t{docid}\t{score:.4f}"
                 if corpus is not None:
                     passage = corpus.get(docid)
@@ -70,15 +71,11 @@ def run(args: argparse.Namespace) -> int:
                     line += "\t" + " ".join(words[: args.words]) + (" ..." if len(words) > args.words else "")
                 print(line)
     else:
-        cands = Candidates({
-            qid: CandidateList(tuple(docids), tuple(scores.tolist()), queries[qid].text)
-            for qid, docids, scores in zip(qids, hits.docids, hits.scores)
-        }, retriever.name)
         if args.out.endswith(RUN_SUFFIXES):
-            data.save_run(cands.to_run(), args.out)
+            data.save_run(found.to_run(), args.out)
         else:
-            cands.save(args.out)
-        print(f"{len(qids)} queries x {args.k} passages from {len(index)} indexed -> {args.out}", file=sys.stderr)
+            found.save(args.out)
+        print(f"{len(found)} queries x {args.k} passages from {len(index)} indexed -> {args.out}", file=sys.stderr)
     print(f"time: load {t1 - t0:.1f}s, encode+search {t2 - t1:.1f}s ({'exact' if args.exact else 'HNSW'}, "
           f"ef={index.expansion_search})", file=sys.stderr)
     return 0

@@ -198,7 +198,7 @@ def test_compare_runs_hand_computed(tmp_path, capsys):
     # a run named twice, a run over other queries
     assert cli.main(["evaluate", "--qrels", str(qrels), "--run", f"a={base}", "--run", f"a={better}"]) == 2
     assert "expected distinct run names, got 'a' twice" in capsys.readouterr().err
-    from intdistill.evaluate import compare, evaluate
+    from intdistill.metrics import compare, evaluate
 
     with pytest.raises(ValueError, match="run 'b': expected the same 2 scored queries as the baseline 'a', got 1"):
         compare({"a": evaluate({"q1": {"a": 1}, "q2": {"c": 1}}, {"q1": {"a": 1.0}}, ["RR@10"]),

@@ -14,7 +14,7 @@ import pytest
 from intdistill import cli, data
 from intdistill.candidates import encode_corpus, exact_search
 from intdistill.data import DataError, Passage
-from intdistill.evaluate import ann_recall
+from intdistill.metrics import ann_recall
 from intdistill.index import DOCIDS_FILE, INDEX_FILE, META_FILE, DenseIndex, RetrieverMismatchError
 
 WORDS = ("protein cell gene virus cancer brain heart sleep diet exercise vaccine immune blood drug dose trial "

@@ -18,7 +18,7 @@ import intdistill
 import reference_metrics as ref
 from intdistill import _core
 from intdistill.data import Qrels, Query, Run
-from intdistill.evaluate import (
+from intdistill.metrics import (
     REGISTRY,
     Evaluation,
     ann_recall,
@@ -487,6 +487,14 @@ def test_package_level_evaluate_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(Path(intdistill.__file__).parents[1])})
     assert out.stdout.strip() == "False"
+
+
+def test_the_function_does_not_shadow_the_module():
+    # intdistill.evaluate is the function; the module's other names are reached through intdistill.metrics
+    import intdistill.metrics as m
+
+    assert callable(intdistill.evaluate) and not hasattr(intdistill.evaluate, "compare")
+    assert intdistill.metrics is m and m.evaluate is intdistill.evaluate and callable(m.compare)
 
 
 def test_evaluation_is_frozen():

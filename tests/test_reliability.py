@@ -296,3 +296,23 @@ def test_journal_resumes_repairs_a_cut_line_and_tracks_failures(tmp_path):
     with pytest.raises(ValueError, match="settings"):
         Journal(path, check=lambda done: (_ for _ in ()).throw(ValueError("other settings")))
     assert failed_path(tmp_path / "rag-base.jsonl").name == "rag-base.failed.jsonl"
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.jsonl.gz"])
+def test_atomic_writer_replaces_whole_or_keeps_the_old_file(tmp_path, name):
+    import gzip
+
+    from intdistill.journal import atomic_writer
+
+    path = tmp_path / name
+    read = (lambda: gzip.decompress(path.read_bytes()).decode()) if name.endswith(".gz") else path.read_text
+    with atomic_writer(path, newline="\n") as f:
+        f.write("old\n")
+    assert read() == "old\n"
+    with pytest.raises(RuntimeError), atomic_writer(path) as f:
+        f.write("half of the new")
+        raise RuntimeError("killed")
+    assert read() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary left
+    with atomic_writer(path) as f:
+        f.write("new\n")
+    assert read() == "new\n"

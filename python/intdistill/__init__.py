@@ -4,7 +4,7 @@ LLM listwise rankings -> cross-encoder ranker (ListMLE) -> bi-encoder retriever 
 """
 
 from intdistill.data import DataError, Passage, Qrels, Query, Run
-from intdistill.evaluate import Evaluation, evaluate  # numpy only; the Rust core loads on first call
+from intdistill.metrics import Evaluation, evaluate  # numpy only; the Rust core loads on first call
 
 __version__ = "0.1.0"
 

@@ -104,7 +104,7 @@ def teacher_report(
     reranked run). With answers (``queries`` having answers, plus ``corpus``): candidates that contain an
     answer count as relevant, and the measures are nDCG@k, RR@k and Acc@1. Paired randomisation test per measure.
     """
-    from intdistill.evaluate import evaluate, kendall_tau
+    from intdistill.metrics import evaluate, kendall_tau
 
     if not labels:
         raise ValueError("no labels to report on")

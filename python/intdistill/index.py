@@ -20,7 +20,7 @@ Build-time check: ``recall@10`` of the HNSW search against exact float32 search
 (:func:`intdistill.candidates.exact_search`) over the original embeddings, on a seeded sample of
 ``check_sample`` queries: given query embeddings when there are any, else passage embeddings (a
 passage used as a query finds itself, so this recall is somewhat easier than with real queries).
-``recall@k = mean_q |ANN_k(q) ∩ exact_k(q)| / k`` (:func:`intdistill.evaluate.ann_recall`).
+``recall@k = mean_q |ANN_k(q) ∩ exact_k(q)| / k`` (:func:`intdistill.metrics.ann_recall`).
 
 Retriever check (:meth:`DenseIndex.check_retriever`, done by :meth:`DenseIndex.search_text`):
 a retriever whose dimension differs from the index's is always an error (``ValueError`` naming both);
@@ -256,7 +256,7 @@ class DenseIndex:
                 rng = np.random.default_rng(seed)
                 rows = np.sort(rng.choice(len(queries), size=min(check_sample, len(queries)), replace=False))
                 from intdistill.candidates import exact_search
-                from intdistill.evaluate import ann_recall
+                from intdistill.metrics import ann_recall
 
                 sample = queries[rows]
                 exact_ids, _ = exact_search(sample, emb, meta.check_k, metric=metric)
@@ -287,7 +287,7 @@ class DenseIndex:
     def recall(self, query_emb: np.ndarray, passage_emb: np.ndarray, k: int = CHECK_K) -> float:
         """ANN recall@k of this index vs exact float32 search over ``passage_emb`` (the indexed rows)."""
         from intdistill.candidates import exact_search
-        from intdistill.evaluate import ann_recall
+        from intdistill.metrics import ann_recall
 
         exact_ids, _ = exact_search(query_emb, passage_emb, k, metric=self.metric)
         approx_ids, _ = self.search_ids(query_emb, k)

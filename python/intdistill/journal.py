@@ -14,6 +14,8 @@ the items not in the journal, which are exactly the failed and the never-tried o
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import time
@@ -24,18 +26,26 @@ from typing import IO, Any
 
 
 @contextmanager
-def atomic_writer(path, *, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def atomic_writer(path, *, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None) -> Iterator[IO]:
     """Write ``path`` through a temporary file in the same directory, fsynced and renamed into place on
-    success (so readers see the old file or the new one, never a part); removed on error."""
+    success (so readers see the old file or the new one, never a part); removed on error. A text ``path``
+    ending in ``.gz`` is written gzip-compressed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    kwargs = {} if "b" in mode else {"encoding": encoding}
+    binary = "b" in mode
+    gz = not binary and path.name.endswith(".gz")
     try:
-        with open(tmp, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        with open(tmp, "wb" if gz else mode, **({} if binary or gz else {"encoding": encoding, "newline": newline})) as raw:
+            if gz:
+                # the gzip member is closed (its trailer written) before the file is fsynced
+                with gzip.GzipFile(filename="", fileobj=raw, mode="wb") as z, \
+                        io.TextIOWrapper(z, encoding=encoding, newline=newline) as f:
+                    yield f
+            else:
+                yield raw
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 if TYPE_CHECKING:
-    from intdistill.evaluate import Evaluation
+    from intdistill.metrics import Evaluation
 
 ALPHA = 0.05  # a change is significant when its two-sided p-value is below this
 BETTER, WORSE, SAME = "better", "worse", "no significant difference"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from intdistill.evaluate import DEFAULT_MEASURES, REGISTRY, default_measures
+    from intdistill.metrics import DEFAULT_MEASURES, REGISTRY, default_measures
 
     ANSWER_DEFAULTS = default_measures("evaluate", qrels=False)
 
@@ -44,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _usage_errors(args, measures) -> list[str]:
-    from intdistill.evaluate import ANSWERS
+    from intdistill.metrics import ANSWERS
 
     errors = []
     ranked = [m.name for m in measures if m.spec.kind != ANSWERS]
@@ -122,7 +122,7 @@ def format_json(result, per_query: bool) -> str:
 def run(args: argparse.Namespace) -> int:
     from intdistill import data
     from intdistill.cli import EXIT_BAD_INPUT
-    from intdistill.evaluate import default_measures, evaluate, parse_measures
+    from intdistill.metrics import default_measures, evaluate, parse_measures
 
     names = args.measures or default_measures("evaluate", qrels=bool(args.qrels or not (args.queries or args.corpus)))
     errors = []
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"intdistill evaluate: error: {path}: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
     if len(evaluations) > 1:
-        from intdistill.evaluate import compare
+        from intdistill.metrics import compare
 
         comparison = compare(evaluations)
         for name, ev in evaluations.items():

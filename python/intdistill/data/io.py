@@ -159,22 +159,18 @@ def _to_jsonable(record: Any) -> Any:
 
 @contextmanager
 def _atomic_writer(path, *, append: bool = False):
-    """Text writer that replaces ``path`` only once everything is written (``append`` writes in place)."""
-    path = os.fspath(path)
-    opener = (lambda p, m: gzip.open(p, m + "t", encoding="utf-8")) if _is_gz(path) else (
-        lambda p, m: open(p, m, encoding="utf-8", newline="\n"))
+    """Text writer (UTF-8, ``\\n`` lines, gzip for ``.gz``) that replaces ``path`` only once everything is
+    written (:func:`intdistill.journal.atomic_writer`); ``append`` writes in place."""
     if append:
-        with opener(path, "a") as f:
+        path = os.fspath(path)
+        with (gzip.open(path, "at", encoding="utf-8") if _is_gz(path)
+              else open(path, "a", encoding="utf-8", newline="\n")) as f:
             yield f
         return
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with opener(tmp, "w") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from intdistill.journal import atomic_writer
+
+    with atomic_writer(path, newline="\n") as f:
+        yield f
 
 
 def dump_jsonl(records: Iterable[Any], path, *, append: bool = False) -> int:

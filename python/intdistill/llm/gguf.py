@@ -270,19 +270,11 @@ def assemble(model: KnownModel, sources: list[Path], dest: Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     meta = {"name": model.name, "size": model.size, "sha256": model.sha256, "sources": [str(s) for s in sources]}
-    _write_atomic(dest.with_name(dest.name + ".json"), json.dumps(meta, indent=1) + "\n")
+    from intdistill.journal import atomic_writer
+
+    with atomic_writer(dest.with_name(dest.name + ".json")) as f:
+        f.write(json.dumps(meta, indent=1) + "\n")
     return dest
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def model_path(name: str, *, install: bool = False) -> Path:

@@ -142,7 +142,7 @@ class JudgingStages:
         """Evaluate the TREC runs ``name -> path`` on the test split and test each against the first (the base):
         the dict of :meth:`intdistill.significance.Comparison.to_dict`."""
         from intdistill import data
-        from intdistill.evaluate import default_measures
+        from intdistill.metrics import default_measures
 
         sec = self.cfg.section("evaluate")
         by_qrels = self.cfg.judged_by == "qrels"
@@ -217,7 +217,7 @@ class JudgingStages:
 
     def _rag_tests(self, names: Sequence[str]) -> dict:
         """Paired randomization tests of each retriever's per-question EM and F1 against the base's."""
-        from intdistill.evaluate import paired_test
+        from intdistill.metrics import paired_test
         from intdistill.rag import load_predictions
 
         if "base" not in names:

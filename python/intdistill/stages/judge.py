@@ -112,7 +112,7 @@ def compare_runs(runs: Mapping[str, Mapping[str, Mapping[str, float]]], measures
     """Evaluate each named run (``{qid: {docid: score}}``) on ``measures`` (by ``qrels``, or by the answers of
     ``queries`` found in ``corpus``) and test every run against the first, the baseline. One run gives a
     comparison with no tests."""
-    from intdistill.evaluate import evaluate
+    from intdistill.metrics import evaluate
     from intdistill.significance import compare
 
     if not runs:

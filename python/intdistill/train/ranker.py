@@ -34,7 +34,7 @@ class RerankDev:
     """A dev set for stage 1: candidate lists to re-rank and how to judge them.
 
     ``lists``: ``qid -> (query text, candidate ids in first-stage order)``. Judged by ``qrels`` when given,
-    else by the ``answers`` of ``queries``. ``measures``: names as in :mod:`intdistill.evaluate`.
+    else by the ``answers`` of ``queries``. ``measures``: names as in :mod:`intdistill.metrics`.
     """
 
     lists: Mapping[str, tuple[str, tuple[str, ...]]]
@@ -47,7 +47,7 @@ class RerankDev:
         return {q: dict(zip(self.lists[q][1], map(float, scores[q]))) for q in self.lists}
 
     def _evaluation(self, run: Mapping[str, Mapping[str, float]], corpus: Mapping[str, Passage]):
-        from intdistill.evaluate import evaluate
+        from intdistill.metrics import evaluate
 
         queries = {q: self.queries[q] for q in self.lists} if self.queries is not None else None
         qrels = {q: self.qrels[q] for q in self.lists} if self.qrels is not None else None  # judged dev lists only
@@ -89,7 +89,7 @@ def rerank_dev(
     """Build and check a :class:`RerankDev`. With ``qrels``, lists of queries absent from them are dropped
     (they cannot be judged); with answers, every query must have answers. ``metric`` (default ``nDCG@10``
     with qrels, ``Acc@1`` with answers) comes first in the measures."""
-    from intdistill.evaluate import default_measures, parse_measure
+    from intdistill.metrics import default_measures, parse_measure
 
     if qrels is None and queries is None:
         raise DataError(where, None, "a dev set needs judgements: dev qrels, or dev queries with 'answers'")

@@ -109,7 +109,7 @@ class RetrievalDev:
     @property
     def depth(self) -> int:
         """Passages retrieved per query: the largest cutoff of the measures."""
-        from intdistill.evaluate import parse_measures
+        from intdistill.metrics import parse_measures
 
         return max(m.k for m in parse_measures(self.measures))
 
@@ -124,7 +124,7 @@ def retrieval_dev(
     """Build and check a :class:`RetrievalDev`: with ``qrels``, the queries judged there (each must be in
     ``queries``); otherwise every query, each with answers. ``metric`` (default ``nDCG@10`` with qrels,
     ``Acc@20`` with answers) comes first in the measures."""
-    from intdistill.evaluate import default_measures, parse_measure
+    from intdistill.metrics import default_measures, parse_measure
 
     if qrels is not None:
         unknown = [q for q in qrels if q not in queries]
@@ -250,7 +250,7 @@ class RetrieverStage(Stage):
         if self.dev is None:
             return {}
         from intdistill.candidates import exact_search
-        from intdistill.evaluate import evaluate
+        from intdistill.metrics import evaluate
 
         qids = list(self.dev.queries)
         emb = self.corpus_embeddings()

@@ -3,7 +3,7 @@
 Measures are values named ``<Name>@<k>`` (``nDCG@10``, ``R@100``, ``P@5``, ``RR@10``, ``AP@100``,
 ``Success@1``, ``Acc@20``), parsed from strings against :data:`REGISTRY`; the name is matched
 case-insensitively and reported in its canonical spelling. Definitions are trec_eval's
-(``rust/src/metrics.rs`` has the formulas); the numbers equal pytrec_eval's:
+(``rust/src/metrics/measures.rs`` has the formulas); the numbers equal pytrec_eval's:
 
 ==============  =====================================================================  ================
 measure         value for one query                                                     trec_eval name
@@ -44,7 +44,7 @@ correlation of two permutations), :func:`paired_test` (significance of a before/
 :func:`compare` (several runs against a baseline, every measure tested).
 
 Note: ``intdistill.evaluate`` at package level is the :func:`evaluate` function; import everything
-else from this module (``from intdistill.evaluate import prepare``).
+else from this module (``from intdistill.metrics import prepare``).
 """
 
 from __future__ import annotations

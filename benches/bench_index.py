@@ -100,7 +100,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from intdistill.candidates import exact_search
-    from intdistill.evaluate import ann_recall
+    from intdistill.metrics import ann_recall
     from intdistill.index import DenseIndex
 
     faiss = None

@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from intdistill.evaluate import evaluate, evaluate_prepared, prepare, prepare_topk
+from intdistill.metrics import evaluate, evaluate_prepared, prepare, prepare_topk
 
 MEASURES = ["nDCG@10", "R@100", "P@10", "RR@10", "AP@100"]
 RANX = {"nDCG@10": "ndcg@10", "R@100": "recall@100", "P@10": "precision@10", "RR@10": "mrr@10", "AP@100": "map@100"}

@@ -31,8 +31,8 @@ Made by `scripts/make_squad_fixture.py` from `../shared/data/squad-dev/dev-v1.1.
   each: `{{"_id": "<title>#<paragraph index>", "title", "text"}}`.
 - `train-queries.jsonl` ({n_train}) and `test-queries.jsonl` ({n_test}): questions of those paragraphs with their
   gold answer strings, `{{"_id", "text", "answers"}}`, split by a seeded shuffle (seed {seed}) of all {n_questions}
-  questions. A question's own paragraph is its relevant passage; retrieval is scored by answer containment
-  (Acc@k), reading by SQuAD EM/F1.
+  questions. A question's own paragraph is its relevant passage (`train-qrels.tsv`, `test-qrels.tsv`: BEIR
+  TSV, one line per question); retrieval is scored by answer containment (Acc@k), reading by SQuAD EM/F1.
 
 Changes from the original: only these articles and a sample of their questions are kept; the JSON is
 reshaped into the JSON Lines above. Text is unchanged.
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: {args.squad}: expected the articles {missing}, not found", file=sys.stderr)
         return 2
-    passages, questions = [], []
+    passages, questions, own = [], [], {}
     for title in articles:
         for pi, para in enumerate(by_title[title]["paragraphs"]):
             passages.append({"_id": f"{title}#{pi}", "title": title.replace("_", " "), "text": para["context"]})
@@ -68,6 +68,7 @@ def main(argv=None) -> int:
                 answers = list(dict.fromkeys(a["text"] for a in qa["answers"] if a["text"].strip()))
                 if answers:
                     questions.append({"_id": qa["id"], "text": qa["question"], "answers": answers})
+                    own[qa["id"]] = f"{title}#{pi}"
     order = list(range(len(questions)))
     random.Random(SEED).shuffle(order)
     if args.n_train + args.n_test > len(questions):
@@ -82,6 +83,10 @@ def main(argv=None) -> int:
         with open(out / name, "w", encoding="utf-8", newline="\n") as f:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    for name, rows in (("train-qrels.tsv", train), ("test-qrels.tsv", test)):  # each question's own paragraph
+        with open(out / name, "w", encoding="utf-8", newline="\n") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            f.writelines(f"{r['_id']}\t{own[r['_id']]}\t1\n" for r in rows)
     (out / "README.md").write_text(README.format(
         name=out.name, sha=hashlib.sha256(raw).hexdigest(), n_passages=len(passages), n_articles=len(articles),
         articles=", ".join(articles) if len(articles) <= 10 else f"all {len(articles)} of the input", n_train=len(train), n_test=len(test), seed=SEED, n_questions=len(questions)),

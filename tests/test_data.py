@@ -7,6 +7,8 @@ import json
 import logging
 import math
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -522,3 +524,23 @@ def test_error_messages_are_exact(tmp_path):
     assert str(info.value) == f"{path}:1: expected an integer relevance, got 'yes'"
     assert re.fullmatch(r".*c\.jsonl:1: expected a JSON object, got invalid JSON \(.* at column \d+\)",
                         str(pytest.raises(DataError, load_corpus, _write(tmp_path, "c.jsonl", "{x}\n")).value))
+
+
+def test_the_squad_mini_fixture_is_what_its_script_makes(shared_data_dir, tmp_path):
+    # examples/squad-mini is committed; the script must still make it byte for byte, qrels (own paragraphs) included
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "squad-mini"
+    subprocess.run([sys.executable, str(root / "scripts" / "make_squad_fixture.py"), "--squad",
+                    str(shared_data_dir / "squad-dev" / "dev-v1.1.part.json"), "--out", str(out)],
+                   check=True, capture_output=True)
+    made = sorted(p.name for p in out.iterdir())
+    assert made == ["README.md", "corpus.jsonl", "test-qrels.tsv", "test-queries.jsonl", "train-qrels.tsv",
+                    "train-queries.jsonl"]
+    for name in made:
+        assert (out / name).read_bytes() == (root / "examples" / "squad-mini" / name).read_bytes(), name
+    qrels = load_qrels(out / "train-qrels.tsv")
+    queries = [json.loads(line) for line in (out / "train-queries.jsonl").read_text().splitlines()]
+    assert len(qrels) == len(queries) == 300 and all(len(qrels[q["_id"]]) == 1 for q in queries)
+    corpus = {json.loads(line)["_id"]: json.loads(line)["text"] for line in (out / "corpus.jsonl").read_text().splitlines()}
+    # a question's own paragraph contains (one of) its answers
+    assert all(any(a in corpus[next(iter(qrels[q["_id"]]))] for a in q["answers"]) for q in queries)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Gold-first rankers on the SQuAD dev part, chosen on training data only: each variant learns the first 800
 # training lists of an `intdistill run examples/squad-dev.toml` work directory and is checked on the 200 held-out
-# lists that run's ranker check used (questions 801-1,000).
+# lists that run's ranker check used (questions 801-1,000). Variants named own-* take the gold from each
+# question's own paragraph (the fixture's train-qrels.tsv) instead of answer containment, and are checked both
+# ways (own paragraph; answers).
 #
 # usage: scripts/squad-tune.sh [RUN_DIR] [SQUAD_DIR] [OUT]   (defaults work/squad-dev-run work/squad-dev work/squad-tune)
 set -euo pipefail
@@ -10,12 +12,21 @@ S=${2:-work/squad-dev}
 O=${3:-work/squad-tune}
 IDX=${IDX:-python -m intdistill}
 mkdir -p "$O"
-for v in "top1:--listmle-top 1 --epochs 2 --lr 1e-4" "e4:--epochs 4 --lr 2e-4" "top1e4:--listmle-top 1 --epochs 4 --lr 2e-4"; do
+for v in "top1:--listmle-top 1 --epochs 2 --lr 1e-4" "e4:--epochs 4 --lr 2e-4" "top1e4:--listmle-top 1 --epochs 4 --lr 2e-4" \
+         "own:--epochs 2 --lr 1e-4" "own-e4:--epochs 4 --lr 2e-4"; do
     n=${v%%:*}
     a=${v#*:}
+    own=()
+    [[ $n == own* ]] && own=(--qrels "$S/train-qrels.tsv")
     [ -f "$O/$n/train_summary.json" ] || $IDX train-ranker --corpus "$S/corpus.jsonl" --queries "$S/train-queries.jsonl" \
-        --label-source gold-first --candidates "$W/candidates.jsonl" --out "$O/$n" --max-queries 800 --batch-size 16 \
-        --cache-dir "$W/emb-cache" --no-progress $a > "$O/$n.log" 2>&1
-    $IDX label-report --ranker "$O/$n" --candidates "$W/ranker-check-gold-first.jsonl" --queries "$S/train-queries.jsonl" \
-        --corpus "$S/corpus.jsonl" --cache-dir "$W/emb-cache" 2>&1 | grep -E "nDCG@10|Acc@1|verdict" | sed "s/^/$n: /"
+        "${own[@]}" --label-source gold-first --candidates "$W/candidates.jsonl" --out "$O/$n" --max-queries 800 \
+        --batch-size 16 --cache-dir "$W/emb-cache" --no-progress $a > "$O/$n.log" 2>&1
+    for judge in own answers; do
+        [[ $judge == own && $n != own* ]] && continue
+        j=()
+        [[ $judge == own ]] && j=(--qrels "$S/train-qrels.tsv")
+        $IDX label-report --ranker "$O/$n" --candidates "$W/ranker-check-gold-first.jsonl" --queries "$S/train-queries.jsonl" \
+            --corpus "$S/corpus.jsonl" --cache-dir "$W/emb-cache" "${j[@]}" 2>&1 | grep -E "judged|nDCG@10|Acc@1|verdict" \
+            | sed "s/^/$n ($judge): /"
+    done
 done

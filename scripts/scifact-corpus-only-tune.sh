@@ -69,6 +69,10 @@ if [ ! -f "$T/s2/config.json" ]; then
   echo "stage 2: $(( $(date +%s) - s )) s"
 fi
 grep -iE "epoch|dev|best" "$T/s2.log" | grep -v "%|" | tail -8
+[ -f "$T/heldout-base.trec" ] || $IDX candidates --corpus "$DATA/corpus.jsonl" --queries "$T/heldout-queries.jsonl" -n 100 \
+  --out "$T/heldout-base.trec" --cache-dir "$WORK/emb-cache" 2> /dev/null
+echo "the base retriever on the same held-out generated queries:"
+$IDX evaluate --qrels "$T/heldout-qrels.tsv" --run "base=$T/heldout-base.trec" -m nDCG@10 R@100 2> /dev/null
 R=$T/s2; [ -f "$T/s2/best/config.json" ] && R=$T/s2/best
 mkdir -p "$WORK/forced"
 [ -f "$WORK/forced/base.trec" ] || $IDX candidates --corpus "$DATA/corpus.jsonl" --queries "$DATA/queries.jsonl" \

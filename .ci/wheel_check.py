@@ -2,7 +2,7 @@
 extension loads and computes, with no source tree on the path."""
 import intdistill
 from intdistill import _core
-from intdistill.evaluate import evaluate
+from intdistill.metrics import evaluate
 
 assert "site-packages" in intdistill.__file__, intdistill.__file__
 res = evaluate({"q": {"a": 1, "b": 2}}, {"q": {"a": 0.9, "b": 0.5, "c": 0.1}}, ["nDCG@10", "RR@10"])

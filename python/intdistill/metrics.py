@@ -43,8 +43,8 @@ Also here: :func:`ann_recall` (approximate vs exact nearest neighbours), :func:`
 correlation of two permutations), :func:`paired_test` (significance of a before/after change) and
 :func:`compare` (several runs against a baseline, every measure tested).
 
-Note: ``intdistill.evaluate`` at package level is the :func:`evaluate` function; import everything
-else from this module (``from intdistill.metrics import prepare``).
+The package re-exports :func:`evaluate` and :class:`Evaluation` (``intdistill.evaluate(qrels, run, measures)``);
+everything else is imported from this module (``from intdistill.metrics import prepare``).
 """
 
 from __future__ import annotations

@@ -25,9 +25,7 @@ rows = [r for _, r in data.iter_jsonl(f"{work}/generated-queries.jsonl")]
 qrels = data.load_qrels(f"{work}/generated-queries.qrels.tsv")
 held = rows[-100:]
 data.dump_jsonl(held, f"{t}/heldout-queries.jsonl")
-with open(f"{t}/heldout-qrels.tsv", "w") as f:
-    f.write("query-id\tcorpus-id\tscore\n")
-    f.writelines(f"{r['_id']}\t{d}\t{s}\n" for r in held for d, s in qrels[r["_id"]].items())
+data.save_qrels({r["_id"]: qrels[r["_id"]] for r in held}, f"{t}/heldout-qrels.tsv")
 print(f"{len(rows)} generated queries: the first {len(rows) - 100} train, the last 100 judge", file=sys.stderr)
 PY
 N=$(( $(wc -l < "$Q") - 100 ))

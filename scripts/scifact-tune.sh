@@ -38,11 +38,7 @@ order = first + [q for q in queries if q in qrels and q not in set(first)]
 data.dump_jsonl(({"_id": q, "text": queries[q].text} for q in order), f"{w}/train-queries.jsonl")
 held = order[-100:]
 data.dump_jsonl(({"_id": q, "text": queries[q].text} for q in held), f"{w}/heldout-queries.jsonl")
-with open(f"{w}/heldout-qrels.tsv", "w") as f:
-    f.write("query-id\tcorpus-id\tscore\n")
-    for q in held:
-        for doc, rel in qrels[q].items():
-            f.write(f"{q}\t{doc}\t{rel}\n")
+data.save_qrels({q: qrels[q] for q in held}, f"{w}/heldout-qrels.tsv")
 print(f"{len(order)} train queries, the last {len(held)} held out", file=sys.stderr)
 EOF
 fi

@@ -36,6 +36,7 @@ from intdistill.data import (
     load_queries,
     load_run,
     load_squad,
+    save_qrels,
     save_run,
     validate,
 )
@@ -544,3 +545,24 @@ def test_the_squad_mini_fixture_is_what_its_script_makes(shared_data_dir, tmp_pa
     corpus = {json.loads(line)["_id"]: json.loads(line)["text"] for line in (out / "corpus.jsonl").read_text().splitlines()}
     # a question's own paragraph contains (one of) its answers
     assert all(any(a in corpus[next(iter(qrels[q["_id"]]))] for a in q["answers"]) for q in queries)
+
+
+def test_save_qrels_writes_beir_tsv_that_loads_back(tmp_path):
+    path = tmp_path / "qrels.tsv"
+    save_qrels({"q1": {"d1": 1, "d2": 0}, "q2": {"d9": 2}}, path)
+    assert path.read_text() == "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\t0\nq2\td9\t2\n"
+    assert load_qrels(path) == {"q1": {"d1": 1, "d2": 0}, "q2": {"d9": 2}}
+
+
+@pytest.mark.parametrize("qrels, expected", [
+    ({"q 1": {"d1": 1}}, "query ids"),
+    ({"q1": {"": 1}}, "doc ids"),
+    ({"q1": {"d1": 1.5}}, "integer score, got 1.5"),
+    ({"q1": {"d1": True}}, "integer score, got True"),
+])
+def test_save_qrels_refuses_what_would_not_load_back_and_keeps_the_old_file(tmp_path, qrels, expected):
+    path = tmp_path / "qrels.tsv"
+    save_qrels({"q0": {"d0": 1}}, path)
+    with pytest.raises(ValueError, match=expected):
+        save_qrels(qrels, path)
+    assert load_qrels(path) == {"q0": {"d0": 1}}

@@ -34,10 +34,10 @@ from intdistill.data.io import (_decoding, _is_gz, _open_text, dump_jsonl, iter_
                                 load_jsonl)
 from intdistill.data.loaders import (load_beir, load_corpus, load_qrels, load_queries, load_sources,
                                      load_squad)
-from intdistill.data.runs import load_run, save_run, validate
+from intdistill.data.runs import load_run, save_qrels, save_run, validate
 
 __all__ = [
     "Corpus", "DataError", "Dataset", "Passage", "Qrels", "Queries", "Query", "Run", "ValidationReport",
     "dump_jsonl", "iter_jsonl", "load_beir", "load_corpus", "load_jsonl", "load_qrels", "load_queries", "load_run",
-    "load_sources", "load_squad", "save_run", "validate",
+    "load_sources", "load_squad", "save_qrels", "save_run", "validate",
 ]

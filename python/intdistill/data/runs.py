@@ -115,6 +115,23 @@ def save_run(run: Mapping[str, Mapping[str, float]], path, tag: str | None = Non
 # ------------------------------------------------------------------------------------------ validation
 
 
+def save_qrels(qrels: Mapping[str, Mapping[str, int]], path) -> None:
+    """Write judgements as BEIR TSV (``query-id<TAB>corpus-id<TAB>score`` header, then one line per judgement,
+    in ``qrels`` order), as :func:`load_qrels` reads them; replaced atomically. Ids with whitespace and
+    non-integer scores raise ``ValueError``."""
+    with _atomic_writer(path) as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, docs in qrels.items():
+            for doc, rel in docs.items():
+                for what, value in (("query", qid), ("doc", doc)):
+                    if not isinstance(value, str) or not value or _WHITESPACE.search(value):
+                        raise ValueError(f"expected {what} ids to be non-empty strings without whitespace, "
+                                         f"got {value!r}")
+                if isinstance(rel, bool) or not isinstance(rel, int):
+                    raise ValueError(f"query {qid!r}, doc {doc!r}: expected an integer score, got {rel!r}")
+                f.write(f"{qid}\t{doc}\t{rel}\n")
+
+
 def _pairs_by_line(path, kind: str) -> Iterator[tuple[int, str, str]] | None:
     """``(line, qid, docid)`` over a qrels or run file, or None when it has no lines (SQuAD JSON, memory)."""
     if path is None or _is_squad(Path(path)) or not Path(path).is_file():

@@ -323,7 +323,8 @@ def generate_queries(
 ) -> GenerationSummary:
     """Sample ``n`` passages, ask the LLM for a query about each (resumable journal beside ``out``), filter,
     and write the kept queries to ``out`` and their qrels beside it. See the module docstring."""
-    from intdistill.journal import Journal, atomic_writer
+    from intdistill.data import dump_jsonl, save_qrels
+    from intdistill.journal import Journal
     from intdistill.llm.items import DEFAULT_MAX_CONSECUTIVE_FAILURES, run_items
 
     if template not in TEMPLATES:
@@ -370,14 +371,8 @@ def generate_queries(
         failed_file = str(journal.failures.path)
     kept, _, report = filter_queries(records, corpus, max_words=max_query_words, round_trip=round_trip,
                                      round_trip_k=round_trip_k)
-    with atomic_writer(out) as f:
-        for g in kept:
-            f.write(json.dumps({"_id": f"gen-{g.source}", "text": g.query, "source": g.source, "model": g.model,
-                                "template": g.template, "prompt_hash": g.prompt_hash, "output": g.output},
-                               ensure_ascii=False) + "\n")
-    with atomic_writer(qrels_path(out)) as f:
-        f.write("query-id\tcorpus-id\tscore\n")
-        for g in kept:
-            f.write(f"gen-{g.source}\t{g.source}\t1\n")
+    dump_jsonl(({"_id": f"gen-{g.source}", "text": g.query, "source": g.source, "model": g.model,
+                 "template": g.template, "prompt_hash": g.prompt_hash, "output": g.output} for g in kept), out)
+    save_qrels({f"gen-{g.source}": {g.source: 1} for g in kept}, qrels_path(out))
     return GenerationSummary(len(sample), done_before, stats["done"], n_failed, failed_file, stats["calls"],
                              stats["cache_hits"], time.perf_counter() - t0, report, str(out))

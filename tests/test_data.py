@@ -542,9 +542,9 @@ def test_the_squad_mini_fixture_is_what_its_script_makes(shared_data_dir, tmp_pa
     qrels = load_qrels(out / "train-qrels.tsv")
     queries = [json.loads(line) for line in (out / "train-queries.jsonl").read_text().splitlines()]
     assert len(qrels) == len(queries) == 300 and all(len(qrels[q["_id"]]) == 1 for q in queries)
-    corpus = {json.loads(line)["_id"]: json.loads(line)["text"] for line in (out / "corpus.jsonl").read_text().splitlines()}
+    corpus = load_corpus(out / "corpus.jsonl")
     # a question's own paragraph contains (one of) its answers
-    assert all(any(a in corpus[next(iter(qrels[q["_id"]]))] for a in q["answers"]) for q in queries)
+    assert all(any(a in corpus[next(iter(qrels[q["_id"]]))].text for a in q["answers"]) for q in queries)
 
 
 def test_save_qrels_writes_beir_tsv_that_loads_back(tmp_path):

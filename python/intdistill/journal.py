@@ -26,7 +26,8 @@ from typing import IO, Any
 
 
 @contextmanager
-def atomic_writer(path, *, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None) -> Iterator[IO]:
+def atomic_writer(path, *, mode: str = "w", encoding: str | None = "utf-8",
+                  newline: str | None = None) -> Iterator[IO]:
     """Write ``path`` through a temporary file in the same directory, fsynced and renamed into place on
     success (so readers see the old file or the new one, never a part); removed on error. A text ``path``
     ending in ``.gz`` is written gzip-compressed."""
@@ -35,8 +36,9 @@ def atomic_writer(path, *, mode: str = "w", encoding: str | None = "utf-8", newl
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     binary = "b" in mode
     gz = not binary and path.name.endswith(".gz")
+    text = {} if binary or gz else {"encoding": encoding, "newline": newline}
     try:
-        with open(tmp, "wb" if gz else mode, **({} if binary or gz else {"encoding": encoding, "newline": newline})) as raw:
+        with open(tmp, "wb" if gz else mode, **text) as raw:
             if gz:
                 # the gzip member is closed (its trailer written) before the file is fsynced
                 with gzip.GzipFile(filename="", fileobj=raw, mode="wb") as z, \

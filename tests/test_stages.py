@@ -163,6 +163,15 @@ def test_candidates_stage_from_the_library_equals_the_command(tmp_path, tiny_ber
     assert json.loads((tmp_path / "lib.jsonl").read_text().splitlines()[0])["qid"] == "q0"
 
 
+def test_no_module_of_the_package_is_over_500_lines():
+    import intdistill
+
+    long = {str(p.relative_to(Path(intdistill.__file__).parent)): n
+            for p in Path(intdistill.__file__).parent.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
+    assert not long, long
+
+
 def test_the_pipeline_calls_the_library_not_the_command_line():
     import ast
     import subprocess

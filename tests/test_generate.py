@@ -94,13 +94,28 @@ def test_prompt_uses_your_examples_or_the_builtin_ones():
     assert builtin.count("Example question:") == 3 and builtin.endswith("Passage: A passage.\nQuestion:") and "insulin" in builtin
 
 
+def test_claim_template_has_its_own_examples_and_hash():
+    from intdistill.llm.generate import BUILTIN_CLAIMS, TEMPLATES, GenerationTemplate
+
+    claim = generation_messages("A passage.", template="claim")[1]["content"]
+    assert claim.count("Example claim:") == 3 and "Example question:" not in claim
+    assert all(c in claim for _, c in BUILTIN_CLAIMS) and claim.endswith("Passage: A passage.\nClaim:")
+    assert "- a claim of mine\n" in generation_messages("A passage.", examples=["a claim of mine"], template="claim")[1]["content"]
+    assert TEMPLATES["claim"].hash != TEMPLATES["inpars"].hash
+    # the built-in examples are part of the prompt, so they are part of its hash
+    t = TEMPLATES["inpars"]
+    other = GenerationTemplate(**{**t.__dict__, "builtin": t.builtin[:2]})
+    assert other.hash != t.hash and GenerationTemplate(**t.__dict__).hash == t.hash
+    assert parse_query("Claim: Aspirin lowers the risk of stroke.") == "Aspirin lowers the risk of stroke."
+
+
 # ------------------------------------------------------------------------------------------- the command
 
 
 def writer(messages):
     """The fake LLM: a question about the passage, or a misbehaviour planned by the passage's number."""
     user = messages[-1]["content"]
-    passage = user.rsplit("Passage: ", 1)[1].rsplit("\nQuestion:", 1)[0]
+    passage = re.split(r"\n(?:Question|Claim):", user.rsplit("Passage: ", 1)[1])[0]
     m = re.search(r"item (\d+)", passage)
     i = int(m.group(1)) if m else -1
     if i == 1:
@@ -113,6 +128,8 @@ def writer(messages):
         return "What is the shared item?"  # a duplicate
     if i == 6:
         return "<think>" + "hmm " * 50  # thinking that never ends: nothing usable
+    if user.endswith("Claim:"):
+        return f"Claim: Item {i} has a size and a colour."
     return f"What do we know about item {i}?"
 
 
@@ -162,6 +179,15 @@ def test_generate_filters_counts_and_resumes_with_zero_calls(fake, tmp_path, cap
     assert "0 written about now, 12 already in the journal" in capsys.readouterr().err
 
 
+def test_generate_claims(fake, tmp_path, capsys):
+    corpus = _corpus(tmp_path)
+    out = tmp_path / "claims.jsonl"
+    assert cli.main(_argv(fake, corpus, out, "--template", "claim")) == 0
+    rows = {r["source"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows["p7"]["text"] == "Item 7 has a size and a colour." and rows["p7"]["template"] == "claim"
+    assert "Example claim:" in fake.requests[0]["body"]["messages"][-1]["content"]
+
+
 def test_generate_with_examples_round_trip_and_bad_settings(fake, tmp_path, capsys, tiny_bert_dir):
     corpus = _corpus(tmp_path)
     examples = tmp_path / "mine.jsonl"
@@ -178,6 +204,10 @@ def test_generate_with_examples_round_trip_and_bad_settings(fake, tmp_path, caps
     argv[argv.index("fake-model")] = "other-model"
     assert cli.main(argv) == 2
     assert "the journal holds queries from model 'fake-model'" in capsys.readouterr().err
+    # so is one written with another template (its prompt hash differs): nothing is mixed or overwritten
+    before = out.read_text()
+    assert cli.main(_argv(fake, corpus, out, "--template", "claim")) == 2
+    assert "write to another --out" in capsys.readouterr().err and out.read_text() == before
 
 
 def test_source_first_lists(tmp_path):

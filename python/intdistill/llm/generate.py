@@ -48,26 +48,15 @@ class GenerationTemplate:
     style_intro: str
     style_example: str
     task: str
+    #: the built-in (passage, query) examples shown when the user gives none
+    builtin: tuple[tuple[str, str], ...] = ()
 
     @property
     def hash(self) -> str:
         doc = {k: getattr(self, k) for k in ("system", "intro", "example", "style_intro", "style_example", "task")}
+        doc["builtin"] = [list(e) for e in self.builtin]
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
-
-TEMPLATES = {
-    "inpars": GenerationTemplate(
-        name="inpars",
-        system="You write the search queries that people type to find documents.",
-        intro="Write one question that someone could type into a search engine and that the passage answers. "
-              "Use your own words; do not copy sentences from the passage. Reply with the question only.\n",
-        example="\nExample passage: {passage}\nExample question: {query}\n",
-        style_intro="\nQuestions people asked look like these:\n",
-        style_example="- {query}\n",
-        task="\nNow the passage to write a question about (not the examples):\nPassage: {passage}\nQuestion:",
-    ),
-}
-DEFAULT_TEMPLATE = "inpars"
 
 #: Built-in few-shot examples (written for intdistill; no data set's text): general, short, varied.
 BUILTIN_EXAMPLES: tuple[tuple[str, str], ...] = (
@@ -83,6 +72,44 @@ BUILTIN_EXAMPLES: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Claim-style examples for the same passages (SciFact-like corpora, fact checking): a finding restated.
+BUILTIN_CLAIMS: tuple[tuple[str, str], ...] = (
+    (BUILTIN_EXAMPLES[0][0], "Without insulin from the pancreas, cells cannot take glucose out of the blood."),
+    (BUILTIN_EXAMPLES[1][0], "The bridge held the record for the longest main span for almost three decades."),
+    (BUILTIN_EXAMPLES[2][0], "Aerobic training lowers blood pressure most in people with hypertension."),
+)
+
+
+TEMPLATES = {
+    "inpars": GenerationTemplate(
+        name="inpars",
+        system="You write the search queries that people type to find documents.",
+        intro="Write one question that someone could type into a search engine and that the passage answers. "
+              "Use your own words; do not copy sentences from the passage. Reply with the question only.\n",
+        example="\nExample passage: {passage}\nExample question: {query}\n",
+        style_intro="\nQuestions people asked look like these:\n",
+        style_example="- {query}\n",
+        task="\nNow the passage to write a question about (not the examples):\nPassage: {passage}\nQuestion:",
+        builtin=BUILTIN_EXAMPLES,
+    ),
+    # Promptagator's point: the prompt says what the target task's queries look like. Claim-verification
+    # corpora (SciFact, FEVER, Climate-FEVER) are searched with statements, not questions.
+    "claim": GenerationTemplate(
+        name="claim",
+        system="You write the claims that people check against the scientific literature.",
+        intro="Write one short claim: a single declarative sentence stating a specific finding that the passage "
+              "supports, in your own words, as someone citing the passage would. Do not copy its title or its "
+              "sentences, and do not ask a question. Reply with the claim only.\n",
+        example="\nExample passage: {passage}\nExample claim: {query}\n",
+        style_intro="\nClaims people checked look like these:\n",
+        style_example="- {query}\n",
+        task="\nNow the passage to write a claim about (not the examples):\nPassage: {passage}\nClaim:",
+        builtin=BUILTIN_CLAIMS,
+    ),
+}
+DEFAULT_TEMPLATE = "inpars"
+
+
 def _words(text: str, limit: int) -> str:
     words = text.split()
     return " ".join(words[:limit]) + (" ..." if len(words) > limit else "")
@@ -91,14 +118,14 @@ def _words(text: str, limit: int) -> str:
 def generation_messages(passage: str, *, examples: Sequence[str] = (), template: str = DEFAULT_TEMPLATE,
                         max_words: int = 120) -> list[dict]:
     """The chat messages asking for one query about ``passage`` (cut to ``max_words`` words). ``examples``:
-    the user's own queries (style examples); none = :data:`BUILTIN_EXAMPLES` (passage, question) pairs."""
+    the user's own queries (style examples); none = the template's built-in (passage, query) pairs."""
     t = TEMPLATES[template]
     parts = [t.intro]
     if examples:
         parts.append(t.style_intro)
         parts += [t.style_example.format(query=" ".join(q.split())) for q in examples]
     else:
-        parts += [t.example.format(passage=_words(p, max_words), query=q) for p, q in BUILTIN_EXAMPLES]
+        parts += [t.example.format(passage=_words(p, max_words), query=q) for p, q in t.builtin]
     parts.append(t.task.format(passage=_words(" ".join(passage.split()), max_words)))
     return [{"role": "system", "content": t.system}, {"role": "user", "content": "".join(parts)}]
 
@@ -136,7 +163,7 @@ def sample_passages(corpus: Mapping[str, Passage], n: int, seed: int = 0) -> lis
 
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.S | re.I)
-_PREFIX = re.compile(r"^\s*(?:[-*•]\s*|\d+[.)]\s*|(?:question|query|q)\s*[:：]\s*)+", re.I)
+_PREFIX = re.compile(r"^\s*(?:[-*•]\s*|\d+[.)]\s*|(?:question|query|claim|q)\s*[:：]\s*)+", re.I)
 _CHATTER = re.compile(r"^(sure|here|okay|ok|certainly|of course|i (?:would|will|can)|the question)\b.*[:!.]$", re.I)
 
 

@@ -54,7 +54,8 @@ def main() -> int:
              for d, rel in qrels[q].items() if rel > 0 and d in corpus]
     if not pairs:
         raise SystemExit(f"{args.train_qrels}: no (query, relevant passage) pair found in {args.train_queries} / {args.corpus}")
-    print(f"{len(pairs)} (query, gold passage) pairs from {len(queries)} training queries", file=sys.stderr)
+    print(f"{len(pairs)} (query, gold passage) pairs from {sum(q in qrels for q in queries)} training queries",
+          file=sys.stderr)
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)

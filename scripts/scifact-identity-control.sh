@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Issue 11's first-stage control, isolated: stage 2 taught by a ranker that IS the first stage (the default
+# composite ranker at step 0, never trained: 20·cos of all-MiniLM-L6-v2, its order exactly MiniLM's), over the
+# 809 SciFact train queries (1 epoch, 10 mined candidates). Whatever this retriever gains or loses is stage 2's
+# machinery alone: the teacher knows nothing the student does not, except what it reads past the student's
+# training length. Run with the student's training passes at 128 tokens (the method's setting; the teacher
+# reads 256) and, with LENGTHS="128 256", also at 256 (teacher and student read the same tokens).
+#   bash scripts/scifact-identity-control.sh      (WORK=work/identity-control; finished steps are skipped)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${WORK:-work/identity-control}
+LENGTHS=${LENGTHS:-128}
+DATA=../shared/data/scifact
+IDX=${IDX:-intdistill}
+mkdir -p "$WORK"
+[ -f "$WORK/ranker-step0/intdistill_ranker.json" ] || python - "$WORK/ranker-step0" <<'PY'
+import sys
+from intdistill.models import Ranker
+Ranker.build(device="cpu").save(sys.argv[1])  # the default kind, untrained: the first stage's order exactly
+print(f"saved the untrained default ranker to {sys.argv[1]}", file=sys.stderr)
+PY
+python - "$DATA" "$WORK" <<'PY'
+import sys
+from intdistill import data
+src, work = sys.argv[1:]
+qrels = data.load_qrels(f"{src}/qrels/train.tsv")
+queries = data.load_queries(f"{src}/queries.jsonl")
+data.dump_jsonl(({"_id": q, "text": queries[q].text} for q in queries if q in qrels), f"{work}/train-queries.jsonl")
+PY
+[ -f "$WORK/base.trec" ] || $IDX candidates --corpus "$DATA/corpus.jsonl" --queries "$DATA/queries.jsonl" \
+  --qrels "$DATA/qrels/test.tsv" -n 100 --out "$WORK/base.trec" --cache-dir "$WORK/emb-cache"
+runs=(--run base="$WORK/base.trec")
+for L in $LENGTHS; do
+  if [ ! -f "$WORK/retriever-$L/config.json" ]; then
+    s=$(date +%s)
+    $IDX train-retriever --ranker "$WORK/ranker-step0" --queries "$WORK/train-queries.jsonl" \
+      --corpus "$DATA/corpus.jsonl" --out "$WORK/retriever-$L" --cache-dir "$WORK/emb-cache" --eval-every 0 \
+      --epochs 1 --max-length "$L" --batch-size 8 --n-candidates 10
+    echo "stage 2 at $L tokens: $(( $(date +%s) - s )) s"
+  fi
+  [ -f "$WORK/identity-$L.trec" ] || $IDX candidates --corpus "$DATA/corpus.jsonl" --queries "$DATA/queries.jsonl" \
+    --qrels "$DATA/qrels/test.tsv" -n 100 --retriever "$WORK/retriever-$L" --out "$WORK/identity-$L.trec"
+  runs+=(--run "identity-teacher-$L=$WORK/identity-$L.trec")
+done
+$IDX evaluate --qrels "$DATA/qrels/test.tsv" "${runs[@]}" -m nDCG@10 R@100 RR@10 --format markdown

@@ -23,17 +23,7 @@ t0=$(date +%s)
 $IDX generate-queries "${C[@]}" -n "$N_GEN" --template claim --filter-top 20 --out "$WORK/gen.jsonl" \
   --llm local:qwen2.5-coder-1.5b --cache "$WORK/llm.sqlite"
 echo "generation: $(( $(date +%s) - t0 )) s"
-python - "$WORK" <<'PY'
-import sys
-from intdistill import data
-work = sys.argv[1]
-rows = [r for _, r in data.iter_jsonl(f"{work}/gen.jsonl")]
-qrels = data.load_qrels(f"{work}/gen.qrels.tsv")
-held = rows[-100:]
-data.dump_jsonl(held, f"{work}/heldout-queries.jsonl")
-data.save_qrels({r["_id"]: qrels[r["_id"]] for r in held}, f"{work}/heldout-qrels.tsv")
-print(f"{len(rows)} kept claims: the first {len(rows) - 100} train, the last 100 judge", file=sys.stderr)
-PY
+python scripts/hold_out.py "$WORK/gen.jsonl" "$WORK/gen.qrels.tsv" "$WORK"
 N=$(( $(wc -l < "$WORK/gen.jsonl") - 100 ))
 [ -f "$WORK/candidates.jsonl" ] || $IDX candidates "${C[@]}" --queries "$WORK/gen.jsonl" -n 10 --out "$WORK/candidates.jsonl"
 [ -f "$WORK/heldout-candidates.jsonl" ] || $IDX candidates "${C[@]}" --queries "$WORK/heldout-queries.jsonl" -n 10 \

@@ -17,17 +17,7 @@ DATA=../shared/data/scifact
 IDX=${IDX:-intdistill}
 Q=$WORK/generated-queries.jsonl
 mkdir -p "$T"
-python - "$WORK" "$T" <<'PY'
-import sys
-from intdistill import data
-work, t = sys.argv[1:]
-rows = [r for _, r in data.iter_jsonl(f"{work}/generated-queries.jsonl")]
-qrels = data.load_qrels(f"{work}/generated-queries.qrels.tsv")
-held = rows[-100:]
-data.dump_jsonl(held, f"{t}/heldout-queries.jsonl")
-data.save_qrels({r["_id"]: qrels[r["_id"]] for r in held}, f"{t}/heldout-qrels.tsv")
-print(f"{len(rows)} generated queries: the first {len(rows) - 100} train, the last 100 judge", file=sys.stderr)
-PY
+python scripts/hold_out.py "$Q" "$WORK/generated-queries.qrels.tsv" "$T"
 N=$(( $(wc -l < "$Q") - 100 ))
 ranker() {  # name, flags
   local n=$1; shift

@@ -204,6 +204,17 @@ def test_generate_with_examples_round_trip_and_bad_settings(fake, tmp_path, caps
     argv[argv.index("fake-model")] = "other-model"
     assert cli.main(argv) == 2
     assert "the journal holds queries from model 'fake-model'" in capsys.readouterr().err
+    # so is one written with other examples, or without them
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"_id": "e2", "text": "another style"}) + "\n")
+    argv = _argv(fake, corpus, out, "--examples", str(other), "--filter-top", "2", "--retriever", str(tiny_bert_dir),
+                 "--device", "cpu")
+    assert cli.main(argv) == 2 and "other --examples" in capsys.readouterr().err
+    assert cli.main(_argv(fake, corpus, out)) == 2 and "other --examples" in capsys.readouterr().err
+    n = fake.n_requests  # the same examples resume with no call
+    assert cli.main(_argv(fake, corpus, out, "--examples", str(examples), "--filter-top", "2",
+                          "--retriever", str(tiny_bert_dir), "--device", "cpu")) == 0 and fake.n_requests == n
+    capsys.readouterr()
     # so is one written with another template (its prompt hash differs): nothing is mixed or overwritten
     before = out.read_text()
     assert cli.main(_argv(fake, corpus, out, "--template", "claim")) == 2

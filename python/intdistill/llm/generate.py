@@ -360,12 +360,20 @@ def generate_queries(
     sample = sample_passages(corpus, n, seed)
     jpath = journal_path(out)
 
+    # the user's examples and the passage cut are part of the prompt too ("" for the built-in examples, so
+    # journals written before this field existed still resume)
+    shown = ("" if not examples else
+             hashlib.sha256(json.dumps([list(examples), max_words]).encode()).hexdigest()[:12])
+
     def same_settings(done) -> None:
         for rec in done.values():
             if (rec.get("model"), rec.get("prompt_hash")) != (client.model, t.hash):
                 raise DataError(jpath, None, f"the journal holds queries from model {rec.get('model')!r} / prompt "
                                              f"{rec.get('prompt_hash')!r}, this run uses {client.model!r} / "
                                              f"{t.hash!r}: write to another --out")
+            if rec.get("examples_hash", "") != shown:
+                raise DataError(jpath, None, "the journal holds queries written with other --examples (or "
+                                             "--max-words) than this run's: write to another --out")
 
     stats = Counter()
     t0 = time.perf_counter()
@@ -383,7 +391,7 @@ def generate_queries(
             stats["calls"] += 1
             stats["cache_hits"] += int(res.cached)
             journal.append({"source": pid, "output": res.text, "query": parse_query(res.text), "model": client.model,
-                            "template": template, "prompt_hash": t.hash})
+                            "template": template, "prompt_hash": t.hash, "examples_hash": shown})
 
         run_items(todo, work, finished, on_fail=journal.fail,
                   concurrency=int(getattr(client, "max_concurrency", 1) or 1),

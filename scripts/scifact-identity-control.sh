@@ -19,23 +19,15 @@ from intdistill.models import Ranker
 Ranker.build(device="cpu").save(sys.argv[1])  # the default kind, untrained: the first stage's order exactly
 print(f"saved the untrained default ranker to {sys.argv[1]}", file=sys.stderr)
 PY
-python - "$DATA" "$WORK" <<'PY'
-import sys
-from intdistill import data
-src, work = sys.argv[1:]
-qrels = data.load_qrels(f"{src}/qrels/train.tsv")
-queries = data.load_queries(f"{src}/queries.jsonl")
-data.dump_jsonl(({"_id": q, "text": queries[q].text} for q in queries if q in qrels), f"{work}/train-queries.jsonl")
-PY
 [ -f "$WORK/base.trec" ] || $IDX candidates --corpus "$DATA/corpus.jsonl" --queries "$DATA/queries.jsonl" \
   --qrels "$DATA/qrels/test.tsv" -n 100 --out "$WORK/base.trec" --cache-dir "$WORK/emb-cache"
 runs=(--run base="$WORK/base.trec")
 for L in $LENGTHS; do
   if [ ! -f "$WORK/retriever-$L/config.json" ]; then
     s=$(date +%s)
-    $IDX train-retriever --ranker "$WORK/ranker-step0" --queries "$WORK/train-queries.jsonl" \
-      --corpus "$DATA/corpus.jsonl" --out "$WORK/retriever-$L" --cache-dir "$WORK/emb-cache" --eval-every 0 \
-      --epochs 1 --max-length "$L" --batch-size 8 --n-candidates 10
+    $IDX train-retriever --ranker "$WORK/ranker-step0" --queries "$DATA/queries.jsonl" \
+      --qrels "$DATA/qrels/train.tsv" --corpus "$DATA/corpus.jsonl" --out "$WORK/retriever-$L" \
+      --cache-dir "$WORK/emb-cache" --eval-every 0 --epochs 1 --max-length "$L" --batch-size 8 --n-candidates 10
     echo "stage 2 at $L tokens: $(( $(date +%s) - s )) s"
   fi
   [ -f "$WORK/identity-$L.trec" ] || $IDX candidates --corpus "$DATA/corpus.jsonl" --queries "$DATA/queries.jsonl" \

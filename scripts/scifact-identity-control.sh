@@ -4,12 +4,15 @@
 # 809 SciFact train queries (1 epoch, 10 mined candidates). Whatever this retriever gains or loses is stage 2's
 # machinery alone: the teacher knows nothing the student does not, except what it reads past the student's
 # training length. Run with the student's training passes at 128 tokens (the method's setting; the teacher
-# reads 256) and, with LENGTHS="128 256", also at 256 (teacher and student read the same tokens).
+# reads 256) and, with LENGTHS="128 256", also at 256 (teacher and student read the same tokens); with
+# DROPOUT="on off", also with the student's dropout off (`train-retriever --no-dropout`): at 256 tokens that
+# student's gradient is zero, since the teacher's scores are its own.
 #   bash scripts/scifact-identity-control.sh      (WORK=work/identity-control; finished steps are skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-work/identity-control}
 LENGTHS=${LENGTHS:-128}
+DROPOUT=${DROPOUT:-on}
 DATA=../shared/data/scifact
 IDX=${IDX:-intdistill}
 mkdir -p "$WORK"
@@ -23,15 +26,20 @@ PY
   --qrels "$DATA/qrels/test.tsv" -n 100 --out "$WORK/base.trec" --cache-dir "$WORK/emb-cache"
 runs=(--run base="$WORK/base.trec")
 for L in $LENGTHS; do
-  if [ ! -f "$WORK/retriever-$L/config.json" ]; then
-    s=$(date +%s)
-    $IDX train-retriever --ranker "$WORK/ranker-step0" --queries "$DATA/queries.jsonl" \
-      --qrels "$DATA/qrels/train.tsv" --corpus "$DATA/corpus.jsonl" --out "$WORK/retriever-$L" \
-      --cache-dir "$WORK/emb-cache" --eval-every 0 --epochs 1 --max-length "$L" --batch-size 8 --n-candidates 10
-    echo "stage 2 at $L tokens: $(( $(date +%s) - s )) s"
-  fi
-  [ -f "$WORK/identity-$L.trec" ] || $IDX candidates --corpus "$DATA/corpus.jsonl" --queries "$DATA/queries.jsonl" \
-    --qrels "$DATA/qrels/test.tsv" -n 100 --retriever "$WORK/retriever-$L" --out "$WORK/identity-$L.trec"
-  runs+=(--run "identity-teacher-$L=$WORK/identity-$L.trec")
+  for DO in $DROPOUT; do
+    name=$L; flag=--dropout
+    [ "$DO" = on ] || { name=$L-no-dropout; flag=--no-dropout; }
+    if [ ! -f "$WORK/retriever-$name/config.json" ]; then
+      s=$(date +%s)
+      $IDX train-retriever --ranker "$WORK/ranker-step0" --queries "$DATA/queries.jsonl" \
+        --qrels "$DATA/qrels/train.tsv" --corpus "$DATA/corpus.jsonl" --out "$WORK/retriever-$name" \
+        --cache-dir "$WORK/emb-cache" --eval-every 0 --epochs 1 --max-length "$L" --batch-size 8 --n-candidates 10 $flag
+      echo "stage 2 at $L tokens, dropout $DO: $(( $(date +%s) - s )) s"
+    fi
+    [ -f "$WORK/identity-$name.trec" ] || $IDX candidates --corpus "$DATA/corpus.jsonl" \
+      --queries "$DATA/queries.jsonl" --qrels "$DATA/qrels/test.tsv" -n 100 --retriever "$WORK/retriever-$name" \
+      --out "$WORK/identity-$name.trec"
+    runs+=(--run "identity-teacher-$name=$WORK/identity-$name.trec")
+  done
 done
 $IDX evaluate --qrels "$DATA/qrels/test.tsv" "${runs[@]}" -m nDCG@10 R@100 RR@10 --format markdown

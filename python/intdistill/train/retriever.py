@@ -168,6 +168,9 @@ class RetrieverStage(Stage):
         cache_dir: passage embeddings of the *starting* weights are read from / kept in this directory
             (the cache of :func:`intdistill.candidates.encode_corpus`), so the first mining of a corpus that
             ``intdistill candidates --cache-dir`` already encoded costs no corpus pass.
+        dropout: the student's dropout in the training passes. Off, a teacher whose scores are the student's
+            own (same length, same temperature) gives exactly zero gradient: the machinery alone changes
+            nothing. On, the same teacher still moves the student (self-distillation through dropout noise).
     """
 
     name = "train-retriever"
@@ -176,7 +179,9 @@ class RetrieverStage(Stage):
                  n_candidates: int = 20, refresh: int = 1, tau_student: float = 0.05, tau_teacher: float = 1.0,
                  cache: TeacherCache | None = None, dev: RetrievalDev | None = None, batch_size: int = 64,
                  forward_chunk: int | None = None, progress: bool = True, train_max_length: int | None = None,
-                 cache_dir: str | os.PathLike | None = None, ray: str | None = None):
+                 cache_dir: str | os.PathLike | None = None, ray: str | None = None, dropout: bool = True):
+        if not isinstance(dropout, bool):
+            raise ValueError(f"dropout: expected True or False, got {dropout!r}")
         if getattr(retriever.tokenizer, "padding_side", "right") != "right":
             raise ValueError("expected a tokenizer that pads on the right, "
                              f"got padding_side={retriever.tokenizer.padding_side!r}")
@@ -211,6 +216,7 @@ class RetrieverStage(Stage):
         self.progress = progress
         self.train_max_length = train_max_length
         self.cache_dir = cache_dir
+        self.dropout = dropout
         self.ray = ray  # a Ray address: corpus encodings on Ray workers (intdistill.ray_backend)
         self.cands: dict[str, tuple[str, ...]] | None = None  # qid -> mined candidate ids, best first
         self._version = 0  # bumped by every loss(): the weights may change after it
@@ -231,6 +237,8 @@ class RetrieverStage(Stage):
 
     def loss(self, qids: Sequence[str]) -> torch.Tensor:
         self._version += 1
+        if not self.dropout:
+            self.model.eval()  # the loop switches to train mode each epoch; with no dropout the passes are exact
         lists = [self.cands[q] for q in qids]
         unique = list(dict.fromkeys(d for c in lists for d in c))
         where = {d: i for i, d in enumerate(unique)}
@@ -272,7 +280,8 @@ class RetrieverStage(Stage):
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(json.dumps([self.model.name, self.n_candidates, self.refresh, self.tau_student,
-                                       self.tau_teacher, self.teacher_key, self.train_max_length]).encode())
+                                       self.tau_teacher, self.teacher_key, self.train_max_length]
+                                      + ([] if self.dropout else ["no-dropout"])).encode())
         h.update(json.dumps(self.queries, sort_keys=False).encode())
         for d in self.doc_ids:
             h.update(d.encode() + b"\t" + self.corpus[d].full_text().encode() + b"\n")
@@ -360,11 +369,12 @@ def train_retriever(
     train_max_length: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     ray: str | None = None,
+    dropout: bool = True,
 ) -> TrainResult:
     """Stage 2 end to end: load the student (``retriever``: a checkpoint path or hub name; None = the
     bundled all-MiniLM-L6-v2), distil ``teacher`` (a :class:`~intdistill.models.Ranker`) into it over
     ``queries`` and write it to ``cfg.out``. ``cache_path``: SQLite file for teacher scores (default
-    ``<out>/teacher_scores.sqlite``); ``train_max_length`` and ``cache_dir``: see :class:`RetrieverStage`."""
+    ``<out>/teacher_scores.sqlite``); ``train_max_length``, ``cache_dir`` and ``dropout``: see :class:`RetrieverStage`."""
     from intdistill.models import Retriever
     from intdistill.train.loop import resolve_device, seed_everything
 
@@ -378,7 +388,7 @@ def train_retriever(
         stage = RetrieverStage(student, teacher, queries, corpus, n_candidates=n_candidates, refresh=refresh,
                                tau_student=tau_student, tau_teacher=tau_teacher, cache=cache, dev=dev,
                                progress=cfg.progress, train_max_length=train_max_length, cache_dir=cache_dir,
-                               ray=ray)
+                               ray=ray, dropout=dropout)
         return train(stage, cfg)
     finally:
         cache.close()

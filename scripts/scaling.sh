@@ -51,7 +51,7 @@ fi
 # 2. one stage-2 epoch, 1 vs 2 processes, the same global batch
 if part 2; then
 S2=(--ranker "$R" --queries "$W/train-200.jsonl" --corpus "$D" --n-candidates 10 --max-length 128 --epochs 1
-    --lr 2e-5 --eval-every 0 --no-progress --threads 1 --cache-dir work/emb-cache)
+    --lr 2e-5 --eval-every 0 --no-progress --threads 1 --cache-dir work/emb-cache --dropout)
 rm -rf "$W/epoch-one" "$W/epoch-two"
 timed "stage-2 epoch, 200 queries: 1 process, batch 8" $IDX train-retriever "${S2[@]}" --out "$W/epoch-one" --batch-size 8
 timed "stage-2 epoch, 200 queries: torchrun 2 processes, batch 4 each" \
@@ -61,7 +61,7 @@ fi
 # 3. the SciFact run: one process vs torchrun, 1 epoch, the same global batch
 if part 3; then
 ONE=(--ranker "$R" --queries "$Q" --corpus "$D" --cache-dir work/emb-cache --eval-every 0 --epochs 1
-     --lr 2e-5 --max-length 128 --n-candidates 10)
+     --lr 2e-5 --max-length 128 --n-candidates 10 --dropout)
 if [ ! -f "$W/one-809/retriever/train_summary.json" ]; then
     timed "stage 2, 809 queries, 1 epoch: 1 process x batch 8 (2 threads)" \
         $IDX train-retriever "${ONE[@]}" --out "$W/one-809/retriever" --batch-size 8 --threads 2

@@ -39,7 +39,7 @@ $IDX label-report --ranker "$WORK/ranker" --candidates "$WORK/heldout-candidates
 if [ ! -f "$WORK/retriever/config.json" ]; then
   s=$(date +%s)
   $IDX train-retriever --ranker "$WORK/ranker" --queries "$WORK/gen.jsonl" --max-queries "$N" "${C[@]}" \
-    --out "$WORK/retriever" --epochs 1 --max-length 128 --batch-size 8 --n-candidates 10 \
+    --out "$WORK/retriever" --epochs 1 --max-length 128 --batch-size 8 --n-candidates 10 --dropout \
     --dev-queries "$WORK/heldout-queries.jsonl" --dev-qrels "$WORK/heldout-qrels.tsv"
   echo "stage 2: $(( $(date +%s) - s )) s"
 fi

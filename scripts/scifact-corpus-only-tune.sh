@@ -53,6 +53,7 @@ if [ ! -f "$T/s2/config.json" ]; then
   s=$(date +%s)
   $IDX train-retriever --ranker "$T/$BEST" --queries "$Q" --max-queries "$N" --corpus "$DATA/corpus.jsonl" \
     --out "$T/s2" --cache-dir "$WORK/emb-cache" --epochs 2 --max-length 128 --batch-size 8 --n-candidates 10 \
+    --dropout \
     --dev-queries "$T/heldout-queries.jsonl" --dev-qrels "$T/heldout-qrels.tsv" --no-progress > "$T/s2.log" 2>&1
   echo "stage 2: $(( $(date +%s) - s )) s"
 fi

@@ -12,7 +12,7 @@ intdistill run examples/scifact-corpus-only.toml --work "$WORK" --until evaluate
 if [ ! -d "$WORK/retriever-source-first" ] || [ ! -f "$WORK/retriever-source-first/config.json" ]; then
   intdistill train-retriever --ranker "$WORK/ranker-gold-first" --queries "$WORK/generated-queries.jsonl" \
     --qrels "$WORK/generated-queries.qrels.tsv" --corpus "$DATA/corpus.jsonl" --out "$WORK/retriever-source-first" \
-    --cache-dir "$WORK/emb-cache" --eval-every 0 --epochs 1 --max-length 128 --batch-size 8 --n-candidates 10
+    --cache-dir "$WORK/emb-cache" --eval-every 0 --epochs 1 --max-length 128 --batch-size 8 --n-candidates 10 --dropout
 fi
 mkdir -p "$WORK/forced"
 intdistill candidates --corpus "$DATA/corpus.jsonl" --queries "$DATA/queries.jsonl" --qrels "$DATA/qrels/test.tsv" \

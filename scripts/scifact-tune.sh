@@ -100,14 +100,14 @@ RUNS=("$@")
 # Stage 2: candidates, teacher temperature, epochs, the student's dropout (from the default ranker). fp32
 # throughout: bf16 autocast is slower than fp32 on this CPU (MiniLM forward+backward, 40 passages x 128 tokens:
 # 3.6 s vs 2.7 s).
-S2="--epochs 1 --lr 2e-5 --max-length 128 --batch-size 8"
+S2="--epochs 1 --lr 2e-5 --max-length 128 --batch-size 8 --dropout"  # dropout: the default until 2026-12-03
 ranker r-qt-top         10 --kind query-tower --lr 1e-4 --epochs 2 --batch-size 16
 ranker r-qt-all         10 --kind query-tower --lr 1e-4 --epochs 2 --batch-size 16 --listmle-top all
 student s-n10           r-qt-top     $S2 --n-candidates 10
 ranker r-qt-top-n20     20 --kind query-tower --lr 1e-4 --epochs 2 --batch-size 16
 student s-n20           r-qt-top-n20 $S2 --n-candidates 20
 student s-n10-tt05      r-qt-top     $S2 --n-candidates 10 --tau-teacher 0.5
-student s-n10-ep2       r-qt-top     --epochs 2 --lr 2e-5 --max-length 128 --batch-size 8 --n-candidates 10
+student s-n10-ep2       r-qt-top     --epochs 2 --lr 2e-5 --max-length 128 --batch-size 8 --n-candidates 10 --dropout
 student s-n10-ep2-nodrop r-qt-top    --epochs 2 --lr 2e-5 --max-length 128 --batch-size 8 --n-candidates 10 --no-dropout
 ranker r-qt-top-ep4     10 --kind query-tower --lr 5e-5 --epochs 4 --batch-size 16
 ranker r-twin-top       10 --kind twin --lr 5e-5 --epochs 1 --batch-size 4 --train-max-length 128

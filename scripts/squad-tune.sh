@@ -3,19 +3,27 @@
 # training lists of an `intdistill run examples/squad-dev.toml` work directory and is checked on the 200 held-out
 # lists that run's ranker check used (questions 801-1,000). Variants named own-* take the gold from each
 # question's own paragraph (the fixture's train-qrels.tsv) instead of answer containment, and are checked both
-# ways (own paragraph; answers).
+# ways (own paragraph; answers). Without that run directory, the same lists are made here by `intdistill
+# candidates` (MiniLM's top 10 of each training question; the last 200 held out), with no LLM call.
 #
 # usage: scripts/squad-tune.sh [RUN_DIR] [SQUAD_DIR] [OUT]   (defaults work/squad-dev-run work/squad-dev work/squad-tune)
+#        VARIANTS="own own-twin": only those (default: all)
 set -euo pipefail
 W=${1:-work/squad-dev-run}
 S=${2:-work/squad-dev}
 O=${3:-work/squad-tune}
 IDX=${IDX:-python -m intdistill}
-mkdir -p "$O"
+VARIANTS=${VARIANTS:-}
+mkdir -p "$O" "$W"
+[ -f "$W/candidates.jsonl" ] || $IDX candidates --corpus "$S/corpus.jsonl" --queries "$S/train-queries.jsonl" -n 10 \
+    --out "$W/candidates.jsonl" --cache-dir "$W/emb-cache"
+[ -f "$W/ranker-check-gold-first.jsonl" ] || tail -n 200 "$W/candidates.jsonl" > "$W/ranker-check-gold-first.jsonl"
 for v in "top1:--listmle-top 1 --epochs 2 --lr 1e-4" "e4:--epochs 4 --lr 2e-4" "top1e4:--listmle-top 1 --epochs 4 --lr 2e-4" \
-         "own:--epochs 2 --lr 1e-4" "own-e4:--epochs 4 --lr 2e-4"; do
+         "own:--epochs 2 --lr 1e-4" "own-e4:--epochs 4 --lr 2e-4" \
+         "own-twin:--kind twin --epochs 1 --lr 5e-5 --batch-size 4 --train-max-length 128"; do
     n=${v%%:*}
     a=${v#*:}
+    [ -z "$VARIANTS" ] || [[ " $VARIANTS " == *" $n "* ]] || continue
     own=()
     [[ $n == own* ]] && own=(--qrels "$S/train-qrels.tsv")
     [ -f "$O/$n/train_summary.json" ] || $IDX train-ranker --corpus "$S/corpus.jsonl" --queries "$S/train-queries.jsonl" \

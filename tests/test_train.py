@@ -523,7 +523,8 @@ def test_train_max_length_truncates_training_passes_only(tiny_bert_dir, toy_teac
 def test_no_dropout_identity_teacher_teaches_nothing(tiny_bert_dir, toy, tmp_path):
     """The first-stage control in miniature: the teacher is the untrained default ranker (``scale · cos`` of the
     student's own starting weights, the student's temperature). With dropout off and the same length, the KL
-    and its gradient are zero to float precision; with dropout on, the same teacher still moves the student."""
+    and its gradient are zero to float precision (the default); with dropout on, the same teacher still moves the
+    student."""
     from intdistill.models import Ranker
 
     Ranker.build(first_stage=tiny_bert_dir, device="cpu").save(tmp_path / "identity")
@@ -539,10 +540,10 @@ def test_no_dropout_identity_teacher_teaches_nothing(tiny_bert_dir, toy, tmp_pat
         grad = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in stage.model.parameters() if p.grad is not None))
         return float(loss.detach()), float(grad), stage
 
-    loss, grad, stage = loss_and_grad(dropout=False)
+    loss, grad, stage = loss_and_grad()  # the default
     assert loss < 1e-6 and grad < 1e-4, (loss, grad)
     assert not stage.model.training  # the training pass ran without dropout
-    on_loss, on_grad, on = loss_and_grad()
+    on_loss, on_grad, on = loss_and_grad(dropout=True)
     assert on_loss > 1e-3 and on_grad > 100 * max(grad, 1e-6), (on_loss, on_grad)
     assert on.fingerprint() != stage.fingerprint()  # a checkpoint of one does not resume the other
     with pytest.raises(ValueError, match="dropout: expected True or False, got 'no'"):

@@ -182,9 +182,8 @@ class TrainRetrieverConfig(TrainOptions):
     max_length: int | None = option(None, "tokens per text in the training passes (default: the retriever's own, "
                                           "256 for MiniLM); mining and the saved model keep the retriever's own",
                                     type=positive_int)
-    dropout: bool | None = option(None, "--no-dropout: the student's training passes without dropout, so a teacher "
-                                        "that only repeats the student teaches nothing (default: dropout on)",
-                                  type=bool)
+    dropout: bool | None = option(None, "dropout in the student's training passes (default off: a teacher that only "
+                                        "repeats the student then teaches nothing)", type=bool)
     cache_dir: str | None = option(None, "passage embeddings of the starting retriever, shared with `intdistill "
                                          "candidates --cache-dir` (skips the first corpus pass when already there)")
     teacher_cache: str | None = option(None, "SQLite cache of ranker scores (default OUT/teacher_scores.sqlite)")
@@ -375,7 +374,7 @@ def train_retriever(cfg: TrainRetrieverConfig):
         ranker, queries, corpus, tcfg, retriever=cfg.retriever, n_candidates=cfg.n_candidates,
         refresh=cfg.refresh, tau_student=cfg.tau_student, tau_teacher=cfg.tau_teacher,
         cache_path=cfg.teacher_cache, dev=dev, train_max_length=cfg.max_length, cache_dir=cfg.cache_dir,
-        ray=cfg.ray, dropout=cfg.dropout is not False,
+        ray=cfg.ray, dropout=cfg.dropout is True,
     )
     best = (f"; best epoch {result.best_epoch} ({tcfg.metric} {result.best_metric:.4f})"
             if result.best_epoch is not None else "")

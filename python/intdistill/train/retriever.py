@@ -168,9 +168,10 @@ class RetrieverStage(Stage):
         cache_dir: passage embeddings of the *starting* weights are read from / kept in this directory
             (the cache of :func:`intdistill.candidates.encode_corpus`), so the first mining of a corpus that
             ``intdistill candidates --cache-dir`` already encoded costs no corpus pass.
-        dropout: the student's dropout in the training passes. Off, a teacher whose scores are the student's
-            own (same length, same temperature) gives exactly zero gradient: the machinery alone changes
-            nothing. On, the same teacher still moves the student (self-distillation through dropout noise).
+        dropout: the student's dropout in the training passes (default off). Off, a teacher whose scores are
+            the student's own (same length, same temperature) gives zero gradient: the machinery alone changes
+            nothing. On, the same teacher still moves the student (self-distillation through dropout noise:
+            +0.011 SciFact nDCG@10 from a teacher that knows nothing more, README).
     """
 
     name = "train-retriever"
@@ -179,7 +180,7 @@ class RetrieverStage(Stage):
                  n_candidates: int = 20, refresh: int = 1, tau_student: float = 0.05, tau_teacher: float = 1.0,
                  cache: TeacherCache | None = None, dev: RetrievalDev | None = None, batch_size: int = 64,
                  forward_chunk: int | None = None, progress: bool = True, train_max_length: int | None = None,
-                 cache_dir: str | os.PathLike | None = None, ray: str | None = None, dropout: bool = True):
+                 cache_dir: str | os.PathLike | None = None, ray: str | None = None, dropout: bool = False):
         if not isinstance(dropout, bool):
             raise ValueError(f"dropout: expected True or False, got {dropout!r}")
         if getattr(retriever.tokenizer, "padding_side", "right") != "right":
@@ -280,8 +281,8 @@ class RetrieverStage(Stage):
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(json.dumps([self.model.name, self.n_candidates, self.refresh, self.tau_student,
-                                       self.tau_teacher, self.teacher_key, self.train_max_length]
-                                      + ([] if self.dropout else ["no-dropout"])).encode())
+                                       self.tau_teacher, self.teacher_key, self.train_max_length,
+                                       "dropout" if self.dropout else "no-dropout"]).encode())
         h.update(json.dumps(self.queries, sort_keys=False).encode())
         for d in self.doc_ids:
             h.update(d.encode() + b"\t" + self.corpus[d].full_text().encode() + b"\n")
@@ -369,12 +370,13 @@ def train_retriever(
     train_max_length: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     ray: str | None = None,
-    dropout: bool = True,
+    dropout: bool = False,
 ) -> TrainResult:
     """Stage 2 end to end: load the student (``retriever``: a checkpoint path or hub name; None = the
     bundled all-MiniLM-L6-v2), distil ``teacher`` (a :class:`~intdistill.models.Ranker`) into it over
     ``queries`` and write it to ``cfg.out``. ``cache_path``: SQLite file for teacher scores (default
-    ``<out>/teacher_scores.sqlite``); ``train_max_length``, ``cache_dir`` and ``dropout``: see :class:`RetrieverStage`."""
+    ``<out>/teacher_scores.sqlite``); ``train_max_length``, ``cache_dir`` and ``dropout``: see
+    :class:`RetrieverStage`."""
     from intdistill.models import Retriever
     from intdistill.train.loop import resolve_device, seed_everything
 

@@ -51,6 +51,9 @@ def main(argv=None) -> int:
                     help="every article of the input (e.g. the whole shared SQuAD part) instead of the eight")
     ap.add_argument("--n-train", type=int, default=N_TRAIN)
     ap.add_argument("--n-test", type=int, default=N_TEST)
+    ap.add_argument("--n-extra", type=int, default=0,
+                    help="also write extra-queries.jsonl: the next N questions of the same shuffle, after the test "
+                         "ones (unlabelled training questions for stage 2; never test questions)")
     args = ap.parse_args(argv)
     raw = Path(args.squad).read_bytes()
     doc = json.loads(raw)
@@ -71,9 +74,9 @@ def main(argv=None) -> int:
                     own[qa["id"]] = f"{title}#{pi}"
     order = list(range(len(questions)))
     random.Random(SEED).shuffle(order)
-    if args.n_train + args.n_test > len(questions):
+    if args.n_extra < 0 or args.n_train + args.n_test + args.n_extra > len(questions):
         print(f"error: expected at most {len(questions)} questions in all, got --n-train {args.n_train} + "
-              f"--n-test {args.n_test}", file=sys.stderr)
+              f"--n-test {args.n_test} + --n-extra {args.n_extra}", file=sys.stderr)
         return 2
     train = [questions[i] for i in order[: args.n_train]]
     test = [questions[i] for i in order[args.n_train : args.n_train + args.n_test]]
@@ -83,6 +86,11 @@ def main(argv=None) -> int:
         with open(out / name, "w", encoding="utf-8", newline="\n") as f:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if args.n_extra:  # only when asked: the fixture's files stay byte-identical
+        start = args.n_train + args.n_test
+        with open(out / "extra-queries.jsonl", "w", encoding="utf-8", newline="\n") as f:
+            for i in order[start : start + args.n_extra]:
+                f.write(json.dumps(questions[i], ensure_ascii=False) + "\n")
     for name, rows in (("train-qrels.tsv", train), ("test-qrels.tsv", test)):  # each question's own paragraph
         with open(out / name, "w", encoding="utf-8", newline="\n") as f:
             f.write("query-id\tcorpus-id\tscore\n")

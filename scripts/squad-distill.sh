@@ -3,6 +3,8 @@
 # method's defaults (squad-dev.toml's [retriever]: 1 epoch, 128-token passes, 10 mined candidates) over all
 # 1,000 training questions, then the 300 test questions judged by their answers (Acc@1/5/20, paired tests)
 # against the base all-MiniLM-L6-v2.
+# EXTRA=FILE adds unlabelled training questions to stage 2 (`--extra-queries`; stage 2 needs no labels), e.g.
+# make_squad_fixture.py --n-extra 2000's extra-queries.jsonl (questions after the test ones in the same shuffle).
 #   RANKER=work/squad-tune/own-twin bash scripts/squad-distill.sh [SQUAD_DIR] [OUT]
 #   (defaults work/squad-dev work/squad-distill; finished steps are skipped)
 set -euo pipefail
@@ -12,6 +14,9 @@ O=${2:-work/squad-distill}
 RANKER=${RANKER:-work/squad-tune/own-twin}
 IDX=${IDX:-intdistill}
 EMB=${EMB:-work/squad-dev-run/emb-cache}
+EXTRA=${EXTRA:-}
+extra=()
+[ -z "$EXTRA" ] || extra=(--extra-queries "$EXTRA")
 mkdir -p "$O"
 [ -f "$O/base.trec" ] || $IDX candidates --corpus "$S/corpus.jsonl" --queries "$S/test-queries.jsonl" -n 20 \
   --out "$O/base.trec" --cache-dir "$EMB"
@@ -19,7 +24,7 @@ if [ ! -f "$O/retriever/config.json" ]; then
   s=$(date +%s)
   $IDX train-retriever --ranker "$RANKER" --queries "$S/train-queries.jsonl" --corpus "$S/corpus.jsonl" \
     --out "$O/retriever" --cache-dir "$EMB" --eval-every 0 --epochs 1 --max-length 128 --batch-size 8 \
-    --n-candidates 10
+    --n-candidates 10 "${extra[@]}"
   echo "stage 2: $(( $(date +%s) - s )) s"
 fi
 [ -f "$O/distilled.trec" ] || $IDX candidates --corpus "$S/corpus.jsonl" --queries "$S/test-queries.jsonl" -n 20 \

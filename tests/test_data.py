@@ -547,6 +547,27 @@ def test_the_squad_mini_fixture_is_what_its_script_makes(shared_data_dir, tmp_pa
     assert all(any(a in corpus[next(iter(qrels[q["_id"]]))].text for a in q["answers"]) for q in queries)
 
 
+def test_squad_fixture_extra_questions_are_neither_train_nor_test(shared_data_dir, tmp_path):
+    """--n-extra writes the next questions of the same shuffle (unlabelled stage-2 questions) and leaves the
+    train and test splits exactly as without it; asking for more questions than there are is a clear error."""
+    root = Path(__file__).resolve().parents[1]
+    script = [sys.executable, str(root / "scripts" / "make_squad_fixture.py"), "--squad",
+              str(shared_data_dir / "squad-dev" / "dev-v1.1.part.json")]
+    subprocess.run([*script, "--out", str(tmp_path / "x"), "--n-extra", "40"], check=True, capture_output=True)
+    for name in ("train-queries.jsonl", "test-queries.jsonl", "corpus.jsonl"):
+        assert (tmp_path / "x" / name).read_bytes() == (root / "examples" / "squad-mini" / name).read_bytes(), name
+
+    def ids(name):
+        return [json.loads(line)["_id"] for line in (tmp_path / "x" / name).read_text().splitlines()]
+
+    extra = ids("extra-queries.jsonl")
+    assert len(extra) == len(set(extra)) == 40
+    assert not set(extra) & (set(ids("train-queries.jsonl")) | set(ids("test-queries.jsonl")))
+    bad = subprocess.run([*script, "--out", str(tmp_path / "y"), "--n-extra", "100000"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--n-extra 100000" in bad.stderr and "expected at most" in bad.stderr
+    assert not (tmp_path / "y").exists()
+
+
 def test_save_qrels_writes_beir_tsv_that_loads_back(tmp_path):
     path = tmp_path / "qrels.tsv"
     save_qrels({"q1": {"d1": 1, "d2": 0}, "q2": {"d9": 2}}, path)

@@ -533,7 +533,7 @@ def test_no_dropout_identity_teacher_teaches_nothing(tiny_bert_dir, toy, tmp_pat
         torch.manual_seed(0)
         stage = _student_stage(tiny_bert_dir, tmp_path / "identity", toy, tau_teacher=1.0, **kw)
         stage.start_epoch(1)
-        stage.model.train()  # what the loop does at the start of every epoch
+        stage.model.train(stage.dropout)  # what the loop does at the start of every epoch
         stage.model.zero_grad()
         loss = stage.loss(stage.examples())
         loss.backward()
@@ -546,6 +546,11 @@ def test_no_dropout_identity_teacher_teaches_nothing(tiny_bert_dir, toy, tmp_pat
     on_loss, on_grad, on = loss_and_grad(dropout=True)
     assert on_loss > 1e-3 and on_grad > 100 * max(grad, 1e-6), (on_loss, on_grad)
     assert on.fingerprint() != stage.fingerprint()  # a checkpoint of one does not resume the other
+    for s in (stage, on):  # the loop itself trains in the stage's mode
+        modes, real = [], s.loss
+        s.loss = lambda qids, s=s, real=real, modes=modes: modes.append(s.model.training) or real(qids)
+        train(s, _cfg(tmp_path / f"out-{s.dropout}", epochs=1, keep_checkpoints=1))
+        assert modes and set(modes) == {s.dropout}, (s.dropout, modes)
     with pytest.raises(ValueError, match="dropout: expected True or False, got 'no'"):
         _student_stage(tiny_bert_dir, tmp_path / "identity", toy, dropout="no")
 

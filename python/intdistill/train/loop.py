@@ -110,6 +110,7 @@ class Stage:
     name: str = "train"
     model: torch.nn.Module  # the module trained (its parameters go to the optimizer)
     dev = None  # the dev set (an object with ``.measures``), or None
+    dropout: bool = True  # the training passes run in train mode (False: eval mode, no dropout)
 
     def examples(self) -> Sequence[str]:
         """Training query ids in a fixed order (the loop shuffles indices into it per epoch)."""
@@ -242,7 +243,7 @@ def train(stage: Stage, cfg: TrainConfig) -> TrainResult:
         t0 = time.perf_counter()
         with autocast(device, amp_dtype):
             stage.start_epoch(epoch)
-        model.train()
+        model.train(stage.dropout)
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(examples))
         loss_sum, seen, step_losses = 0.0, 0, []
         bar = tqdm(total=steps_per_epoch, desc=f"{stage.name} epoch {epoch}/{cfg.epochs}", unit="step",

@@ -217,7 +217,7 @@ class RetrieverStage(Stage):
         self.progress = progress
         self.train_max_length = train_max_length
         self.cache_dir = cache_dir
-        self.dropout = dropout
+        self.dropout = dropout  # the loop's training mode (Stage.dropout)
         self.ray = ray  # a Ray address: corpus encodings on Ray workers (intdistill.ray_backend)
         self.cands: dict[str, tuple[str, ...]] | None = None  # qid -> mined candidate ids, best first
         self._version = 0  # bumped by every loss(): the weights may change after it
@@ -238,8 +238,6 @@ class RetrieverStage(Stage):
 
     def loss(self, qids: Sequence[str]) -> torch.Tensor:
         self._version += 1
-        if not self.dropout:
-            self.model.eval()  # the loop switches to train mode each epoch; with no dropout the passes are exact
         lists = [self.cands[q] for q in qids]
         unique = list(dict.fromkeys(d for c in lists for d in c))
         where = {d: i for i, d in enumerate(unique)}

@@ -21,19 +21,25 @@
   enters through a learned gate ``g`` that starts at 0. Without a bi-encoder part, ``f`` alone is the
   ranker (the paper's cross-encoder; a new head is drawn at random) and ``g = 1``.
 
-At step 0 every kind but ``cross`` scores ``scale · cos_first_stage``: its order on any candidate list is
-the first stage's, so training can only add what the labels teach. :data:`KINDS` names the combinations
-that were measured (README, "Which ranker").
+- ``w · bm25(q, p) / max_q``: an optional lexical term (``lexical_weight`` ``w`` > 0; :mod:`intdistill.lexical`),
+  BM25 fitted on the corpus and normalised into ``[0, 1)`` per query. It is fixed: training learns the rest
+  around it. Exact word matches are what a small bi-encoder blurs, so the sum starts as a hybrid of the first
+  stage and BM25, which the ranker check judges like any ranker.
+
+At step 0 every kind but ``cross`` scores ``scale · cos_first_stage`` (plus the lexical term when it is on):
+without the lexical term its order on any candidate list is the first stage's, so training can only add what
+the labels teach. :data:`KINDS` names the combinations that were measured (README, "Which ranker").
 
 Saved layout (:meth:`Ranker.save`), a plain directory:
 
-- ``intdistill_ranker.json``: format 2, the kind, ``bi``, ``cross``, ``scale``, ``gate``, lengths.
+- ``intdistill_ranker.json``: format 2, the kind, ``bi``, ``cross``, ``scale``, ``gate``, lengths, the lexical
+  weight (0 or absent: none). ``intdistill_lexical.json``: the BM25 statistics when the weight is positive.
 - The root holds the part that other libraries can load: the cross-encoder ``f`` when there is one
   (``AutoModelForSequenceClassification``, ``sentence_transformers.CrossEncoder``), else the encoder
   ``E_q`` (``AutoModel``, ``sentence_transformers.SentenceTransformer``).
 - With a cross-encoder at the root, ``E_q`` is in ``query_encoder/`` (``anchor/`` when it is the frozen
   first stage). ``passage_encoder/``: the frozen ``E_p`` of ``bi = query``. All are sentence-transformers
-  directories; the sum, ``scale`` and ``g`` are in ``intdistill_ranker.json`` only.
+  directories; the sum, ``scale``, ``g`` and the lexical term are intdistill's only.
 
 A directory without ``intdistill_ranker.json`` or with format 1 is a plain cross-encoder (kind ``cross``).
 """
@@ -42,12 +48,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from intdistill.lexical import BM25, check_weight
 from intdistill.models import common
 
 logger = logging.getLogger(__name__)
@@ -69,7 +76,7 @@ class Ranker(torch.nn.Module):
 
     def __init__(self, *, bi: str = "none", query_encoder=None, passage_encoder=None, cross=None,
                  cross_tokenizer=None, max_length: int = DEFAULT_MAX_LENGTH, scale: float = DEFAULT_SCALE,
-                 gate: float | None = None, name: str = ""):
+                 gate: float | None = None, name: str = "", lexical=None, lexical_weight: float = 0.0):
         super().__init__()
         if bi not in BI_MODES:
             raise ValueError(f"bi: expected one of {BI_MODES}, got {bi!r}")
@@ -83,6 +90,10 @@ class Ranker(torch.nn.Module):
             raise ValueError(f"max_length: expected an int >= 3, got {max_length!r}")
         if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale < float("inf")):
             raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
+        if check_weight(lexical_weight, "lexical_weight") > 0 and lexical is None:
+            raise ValueError("lexical_weight > 0 needs the corpus's BM25 statistics (lexical=BM25.fit(texts))")
+        self.lexical = lexical if lexical_weight > 0 else None
+        self.lexical_weight = float(lexical_weight)
         self.bi = bi
         self.query_encoder = query_encoder if bi != "none" else None
         # a shared/frozen tower is registered once (as query_encoder); a separate frozen passage tower is its own
@@ -151,6 +162,8 @@ class Ranker(torch.nn.Module):
         max_length: int | None = None,
         scale: float = DEFAULT_SCALE,
         device: str | torch.device | None = None,
+        lexical_weight: float = 0.0,
+        lexical_corpus: Iterable[str] | None = None,
     ) -> "Ranker":
         """A new ranker of ``kind`` (:data:`KINDS`) to train.
 
@@ -159,12 +172,17 @@ class Ranker(torch.nn.Module):
         ``cross_model``: a cross-encoder checkpoint for ``f`` (a local path or hub name); with a trained
         one-logit head it keeps the head and enters through a gate starting at 0. ``max_length``: tokens per
         (query, passage) pair of the cross-encoder (default 256); the bi-encoder part keeps the first stage's.
+        ``lexical_weight`` > 0 adds the lexical term, with BM25 fitted on ``lexical_corpus`` (the corpus's
+        texts, title and text as :meth:`Passage.full_text` joins them).
         """
         from intdistill.models.retriever import Retriever
 
         if kind not in KINDS:
             raise ValueError(f"ranker kind: expected one of {', '.join(KINDS)}, got {kind!r}")
         spec = KINDS[kind]
+        if check_weight(lexical_weight, "lexical_weight") and lexical_corpus is None:
+            raise ValueError("lexical_weight > 0 needs lexical_corpus: the corpus's texts to fit BM25 on")
+        lexical = BM25.fit(lexical_corpus) if lexical_weight else None
         if cross_model is not None and not spec.cross:
             raise ValueError(f"a cross-encoder model was given, but ranker kind {kind!r} has no cross-encoder part; "
                              f"use one of {', '.join(k for k, v in KINDS.items() if v.cross)}")
@@ -183,7 +201,8 @@ class Ranker(torch.nn.Module):
         name = common.resolve_model(first_stage)[1] if spec.bi != "none" or cross_model is None else \
             common.resolve_model(cross_model)[1]
         ranker = cls(bi=spec.bi, query_encoder=q_enc, passage_encoder=p_enc, cross=cross, cross_tokenizer=tok,
-                     max_length=common.first(max_length, DEFAULT_MAX_LENGTH), scale=scale, gate=gate, name=name)
+                     max_length=common.first(max_length, DEFAULT_MAX_LENGTH), scale=scale, gate=gate, name=name,
+                     lexical=lexical, lexical_weight=lexical_weight or 0.0)
         ranker.to(dev)
         ranker.eval()
         return ranker
@@ -227,9 +246,11 @@ class Ranker(torch.nn.Module):
             ml = common.first(max_length, meta.get("max_length"), DEFAULT_MAX_LENGTH)
             if cross is not None:
                 _check_positions(cross, ml)
+            weight = check_weight(meta.get("lexical_weight") or 0.0, f"{src}/{META_FILE}: lexical_weight")
+            lexical = BM25.load(root) if weight > 0 else None
             ranker = cls(bi=bi, query_encoder=q_enc, passage_encoder=p_enc, cross=cross, cross_tokenizer=tok,
                          max_length=ml, scale=float(meta.get("scale", DEFAULT_SCALE)), gate=meta.get("gate"),
-                         name=str(meta.get("base", name)))
+                         name=str(meta.get("base", name)), lexical=lexical, lexical_weight=float(weight))
         else:
             raise ValueError(f"{src}/{META_FILE}: format {fmt!r} is not supported; expected 1 or 2 (upgrade intdistill)")
         ranker.to(dev)
@@ -251,10 +272,12 @@ class Ranker(torch.nn.Module):
             self.query_encoder.save(out / _query_dir(self.bi, self.cross is not None))
         if self.bi == "query":
             self.passage_encoder.save(out / "passage_encoder")
+        if self.lexical is not None:
+            self.lexical.save(out)
         common.write_json(out / META_FILE, {
             "format": 2, "kind": self.kind, "bi": self.bi, "cross": self.cross is not None, "scale": self.scale,
             "gate": float(self.gate.detach()) if self.gate is not None else None, "base": self.name,
-            "max_length": self.max_length,
+            "max_length": self.max_length, "lexical_weight": self.lexical_weight,
         })
         return out
 
@@ -375,6 +398,9 @@ class Ranker(torch.nn.Module):
             rows = torch.repeat_interleave(torch.arange(len(lists)), torch.tensor([len(t) for t in lists]))
             cols = torch.cat([torch.arange(len(t)) for t in lists])
             out = out.index_put((rows.to(out.device), cols.to(out.device)), flat, accumulate=True)
+        if self.lexical is not None:  # a constant: no graph
+            lexical = torch.from_numpy(self.lexical.padded(queries, lists, width))  # (batch, width)
+            out = out + self.lexical_weight * lexical.to(out.device)
         return out
 
     forward = list_logits
@@ -415,6 +441,8 @@ class Ranker(torch.nn.Module):
 
             out += common.run_sorted(self, len(pairs), tokenize_chunk, self.logits, batch_size=batch_size,
                                      progress=progress, desc="score")
+        if self.lexical is not None:
+            out += self.lexical_weight * self.lexical.normalized_pairs(list(zip(queries, passages)))
         return out
 
     def score(self, query: str, passages: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:

@@ -38,6 +38,17 @@ def positive_float(value) -> float:
     return x
 
 
+def non_negative_float(value) -> float:
+    """A finite number >= 0 (argparse type)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
+    if isinstance(value, bool) or not 0 <= x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return x
+
+
 def _lr(default: float):
     return option(default, f"peak AdamW learning rate (default {default})", type=float, group=TRAINING)
 
@@ -142,6 +153,9 @@ class TrainRankerConfig(TrainOptions):
                                     type=positive_int, group=RANKER)
     scale: float = option(_SCALE, f"the bi-encoder part's logit = scale x cosine (default {_SCALE:g})", type=float,
                           group=RANKER)
+    lexical_weight: float = option(0.0, "weight of the ranker's lexical term: w x BM25 (fitted on --corpus) / the "
+                                        "query's bound, in [0, 1). 0 (the default): none", type=non_negative_float,
+                                   group=RANKER)
     train_max_length: int | None = option(None, "tokens per passage in the training passes of a trainable passage "
                                                 "tower (twin; default: the retriever's own). Scoring always uses "
                                                 "the full length", type=positive_int, group=RANKER)
@@ -290,7 +304,7 @@ def train_ranker(cfg: TrainRankerConfig):
 
     result = train(lists, corpus, tcfg, kind=cfg.kind, first_stage=cfg.retriever, model=cfg.model,
                    max_length=cfg.max_length, scale=cfg.scale, train_max_length=cfg.train_max_length,
-                   cache_dir=cfg.cache_dir, dev=dev)
+                   cache_dir=cfg.cache_dir, dev=dev, lexical_weight=cfg.lexical_weight)
     best = (f"; best epoch {result.best_epoch} ({tcfg.metric} {result.best_metric:.4f})"
             if result.best_epoch is not None else "")
     print(f"ranker trained: {result.epochs} epochs, {result.steps} steps{best} -> {result.out}", file=sys.stderr)

@@ -200,7 +200,8 @@ class RankerStage(Stage):
 
     def fingerprint(self) -> str:
         m = self.model
-        h = hashlib.sha256(json.dumps([m.name, m.max_length, m.kind, m.scale, self.train_max_length]).encode())
+        h = hashlib.sha256(json.dumps([m.name, m.max_length, m.kind, m.scale, self.train_max_length]
+                                        + ([m.lexical_weight] if m.lexical_weight else [])).encode())
         for r in self.lists.values():
             h.update(json.dumps([r.qid, r.query, r.cands, r.permutation, r.top]).encode())
         return h.hexdigest()
@@ -219,6 +220,7 @@ def train_ranker(
     train_max_length: int | None = None,
     cache_dir: str | None = None,
     dev: RerankDev | None = None,
+    lexical_weight: float = 0.0,
 ) -> TrainResult:
     """Stage 1 end to end: build the ranker, train it on ``lists`` and write it to ``cfg.out``.
 
@@ -227,14 +229,17 @@ def train_ranker(
     all-MiniLM-L6-v2); ``model``: a cross-encoder checkpoint for the kinds with a cross-encoder part;
     ``max_length``: the cross-encoder's pair length; ``scale``: the bi-encoder part's cosine scale (default 20);
     ``train_max_length``: a trainable passage tower's training inputs; ``cache_dir``: the first stage's corpus
-    encoding cache (``intdistill candidates --cache-dir``), reused for a frozen passage tower.
+    encoding cache (``intdistill candidates --cache-dir``), reused for a frozen passage tower;
+    ``lexical_weight`` > 0: the ranker's lexical term (:mod:`intdistill.lexical`), BM25 fitted on ``corpus``.
     """
     from intdistill.models.ranker import DEFAULT_KIND, DEFAULT_SCALE, Ranker
     from intdistill.train.loop import resolve_device, seed_everything
 
     seed_everything(cfg.seed)  # a new classification head is drawn from torch's generator
     ranker = Ranker.build(kind or DEFAULT_KIND, first_stage=first_stage, cross_model=model, max_length=max_length,
-                          scale=DEFAULT_SCALE if scale is None else scale, device=resolve_device(cfg.device))
+                          scale=DEFAULT_SCALE if scale is None else scale, device=resolve_device(cfg.device),
+                          lexical_weight=lexical_weight,
+                          lexical_corpus=(p.full_text() for p in corpus.values()) if lexical_weight else None)
     needed = {d for r in lists for d in r.cands} | {d for _, c in (dev.lists.values() if dev else ()) for d in c}
     ranker.prime_corpus(corpus, needed, cache_dir=cache_dir, progress=cfg.progress)
     return train(RankerStage(ranker, lists, corpus, dev=dev, progress=cfg.progress,

@@ -1,0 +1,266 @@
+"""The ranker's lexical term (intdistill.lexical): BM25 by hand, against bm25s, saved and loaded, bad inputs;
+and the composite ranker with the term: the sum is exact on every path, it saves and loads, training learns
+around it, and the command line and the pipeline take its weight."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from intdistill.lexical import BM25, FILE, STOPWORDS_EN
+from intdistill.models import Ranker, Retriever
+
+WORDS = ("cell protein gene tumour virus dose trial mouse brain insulin liver heart blood risk rate effect "
+         "study cancer drug lung bone acid factor level").split()
+
+
+# ---------------------------------------------------------------------------------------------- BM25 itself
+def test_hand_computed_values():
+    """N = 3 documents, k1 = 1.5, b = 0.75, no stemming or stop words: every number below by hand."""
+    bm = BM25.fit(["cat mat", "dog", "cat cat dog"], stemmer=None, stopwords=False)
+    assert bm.n_docs == 3 and bm.avgdl == 2.0 and bm.df == {"cat": 2, "mat": 1, "dog": 2}
+    idf_cat, idf_mat = math.log(1 + 1.5 / 2.5), math.log(1 + 2.5 / 1.5)  # ln(1 + (N - df + .5) / (df + .5))
+    assert bm.idf("cat") == pytest.approx(idf_cat) and bm.idf("unseen") == pytest.approx(math.log(1 + 3.5 / 0.5))
+    # doc 0: |d| = avgdl, so the length norm is k1; tf 1 each -> 1 / (1 + 1.5) per term
+    # doc 2: |d| = 3 -> norm 1.5 * (0.25 + 0.75 * 1.5) = 2.0625; tf(cat) = 2 -> 2 / 4.0625
+    want = [(idf_cat + idf_mat) / 2.5, 0.0, idf_cat * 2 / 4.0625]
+    np.testing.assert_allclose(bm.scores("cat mat", ["cat mat", "dog", "cat cat dog"]), want, rtol=1e-12)
+    assert bm.max_score("cat mat") == pytest.approx(idf_cat + idf_mat)
+    # the bound: a perfect-length passage with each term once scores exactly 1 / (1 + k1)
+    assert bm.normalized("mat cat cat", ["cat mat"])[0] == pytest.approx(0.4)  # a repeated query term counts once
+
+
+def test_tokenizer_lowercases_drops_stop_words_and_stems():
+    bm = BM25.fit(["x"])
+    assert bm.tokenize("The Proteins of a CELL, binding: x 42") == ["protein", "cell", "bind", "42"]
+    assert "the" in STOPWORDS_EN and len(STOPWORDS_EN) == 33
+    plain = BM25.fit(["x"], stemmer=None, stopwords=False)
+    assert plain.tokenize("The Proteins") == ["the", "proteins"]
+
+
+def test_normalized_is_in_0_1_and_zero_without_query_terms():
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 40))) for _ in range(50)]
+    bm = BM25.fit(texts)
+    for q in ("cell protein gene", "cancer cancer drug", "virus"):
+        s = bm.normalized(q, texts)
+        assert s.min() >= 0 and s.max() < 1 and s.max() > 0
+    assert not bm.normalized("the of a", texts).any() and bm.max_score("the of a") == 0  # only stop words
+    assert not bm.normalized("", texts).any()
+    pairs = [("cell gene", texts[0]), ("virus", texts[1]), ("cell gene", texts[2])]
+    np.testing.assert_allclose(bm.normalized_pairs(pairs), [bm.normalized(q, [t])[0] for q, t in pairs], rtol=1e-6)
+
+
+word_lists = st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=30), min_size=1, max_size=20)
+
+
+@settings(max_examples=60, deadline=None)
+@given(docs=word_lists, query=st.lists(st.sampled_from(WORDS), min_size=1, max_size=6, unique=True),
+       k1=st.floats(0.1, 3.0), b=st.floats(0.0, 1.0), stem=st.booleans())
+def test_matches_bm25s(docs, query, k1, b, stem):
+    """The trusted peer: bm25s's default (Lucene) BM25, over its own tokenizer with the same stop words and
+    stemmer."""
+    import bm25s
+    import Stemmer
+
+    texts = [" ".join(d) for d in docs]
+    q = " ".join(query)
+    stemmer = Stemmer.Stemmer("english") if stem else None
+    ref = bm25s.BM25(k1=k1, b=b)
+    ref.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+    q_terms = [t for t in bm25s.tokenize([q], stopwords="en", stemmer=stemmer, return_ids=False,
+                                         show_progress=False)[0] if t in ref.vocab_dict]
+    want = ref.get_scores(q_terms) if q_terms else np.zeros(len(texts))
+    ours = BM25.fit(texts, k1=k1, b=b, stemmer="english" if stem else None)
+    np.testing.assert_allclose(ours.scores(q, texts), want, rtol=1e-5, atol=1e-6)
+
+
+def test_save_load_round_trip(tmp_path):
+    bm = BM25.fit(["cell protein", "gene virus protein"], k1=1.2, b=0.5)
+    bm.save(tmp_path)
+    again = BM25.load(tmp_path)
+    assert again.to_json() == bm.to_json()
+    np.testing.assert_array_equal(again.scores("protein virus", ["cell protein", "x"]),
+                                  bm.scores("protein virus", ["cell protein", "x"]))
+
+
+def test_bad_statistics_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=FILE):
+        BM25.load(tmp_path)
+    path = tmp_path / FILE
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=rf"{FILE}: not valid JSON"):
+        BM25.load(tmp_path)
+    good = BM25.fit(["cell protein"]).to_json()
+    for change, message in (({"format": 9}, "format 9 is not supported"),
+                            ({"df": {"cell": 0}}, "df: expected"),
+                            ({"k1": -1}, "k1: expected"),
+                            ({"stemmer": "klingon"}, "no 'klingon' stemmer")):
+        path.write_text(json.dumps({**good, **change}))
+        with pytest.raises(ValueError, match=message):
+            BM25.load(tmp_path)
+    path.write_text(json.dumps({k: v for k, v in good.items() if k != "avgdl"}))
+    with pytest.raises(ValueError, match="missing field 'avgdl'"):
+        BM25.load(tmp_path)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="expected at least one text"):
+        BM25.fit([])
+    with pytest.raises(TypeError, match=r"texts\[1\]: expected str"):
+        BM25.fit(["a b", None])
+    with pytest.raises(ValueError, match="b: expected a number in"):
+        BM25.fit(["a b"], b=1.5)
+    with pytest.raises(ValueError, match="k1: expected"):
+        BM25.fit(["a b"], k1=0)
+
+
+# ---------------------------------------------------------------------------------------------- in the ranker
+def _texts(rng, n, lo, hi):
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def first_stage(tiny_bert_dir):
+    return Retriever.load(tiny_bert_dir, max_length=48, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def first_stage_dir(first_stage, tmp_path_factory):
+    return first_stage.save(tmp_path_factory.mktemp("first-stage"))
+
+
+@pytest.fixture(scope="module")
+def corpus_texts():
+    return _texts(random.Random(11), 40, 3, 50)
+
+
+@pytest.mark.parametrize("kind", ["query-tower", "twin", "anchored-cross"])
+def test_the_sum_is_first_stage_plus_the_lexical_term(kind, first_stage, first_stage_dir, corpus_texts):
+    ranker = Ranker.build(kind, first_stage=first_stage_dir, max_length=64, device="cpu", lexical_weight=7.5,
+                          lexical_corpus=corpus_texts)
+    bm = BM25.fit(corpus_texts)
+    rng = random.Random(1)
+    queries = _texts(rng, 6, 1, 6)
+    lists = [rng.sample(corpus_texts, rng.randint(1, 9)) for _ in queries]  # mixed lengths
+    with torch.no_grad():
+        logits = ranker.list_logits(queries, lists)
+    for i, (q, texts) in enumerate(zip(queries, lists)):
+        cos = first_stage.encode_passages(texts) @ first_stage.encode_queries([q])[0]
+        want = 20.0 * cos + 7.5 * bm.normalized(q, texts)
+        np.testing.assert_allclose(logits[i, : len(texts)].numpy(), want, atol=1e-4)
+        np.testing.assert_allclose(ranker.score(q, texts), want, atol=1e-4)
+        assert torch.all(logits[i, len(texts):] == 0)
+
+
+def test_saves_and_loads_with_the_term(first_stage_dir, corpus_texts, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    torch.manual_seed(0)
+    ranker = Ranker.build("query-tower", first_stage=first_stage_dir, device="cpu", lexical_weight=30,
+                          lexical_corpus=corpus_texts)
+    with torch.no_grad():
+        for p in ranker.query_encoder.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    pairs = [(q, t) for q in ("cell gene", "virus dose trial") for t in corpus_texts[:7]]
+    out = ranker.save(tmp_path / "r")
+    meta = json.loads((out / "intdistill_ranker.json").read_text())
+    assert meta["lexical_weight"] == 30 and (out / FILE).is_file()
+    again = Ranker.load(out, device="cpu")
+    assert again.lexical_weight == 30 and again.lexical.to_json() == ranker.lexical.to_json()
+    np.testing.assert_allclose(again.score_pairs(pairs), ranker.score_pairs(pairs), atol=1e-5)
+    SentenceTransformer(str(out), device="cpu")  # the trainable part still loads on its own
+    (out / FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="no lexical statistics"):
+        Ranker.load(out, device="cpu")
+    meta["lexical_weight"] = -1
+    (out / "intdistill_ranker.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="lexical_weight: expected a finite number >= 0, got -1"):
+        Ranker.load(out, device="cpu")
+
+
+def test_weight_zero_is_no_term_and_bad_weights_are_refused(first_stage_dir, corpus_texts, tmp_path):
+    ranker = Ranker.build("query-tower", first_stage=first_stage_dir, device="cpu", lexical_weight=0,
+                          lexical_corpus=corpus_texts)
+    assert ranker.lexical is None
+    out = ranker.save(tmp_path / "r0")
+    assert not (out / FILE).exists() and Ranker.load(out, device="cpu").lexical is None
+    with pytest.raises(ValueError, match="needs lexical_corpus"):
+        Ranker.build("query-tower", first_stage=first_stage_dir, device="cpu", lexical_weight=1.0)
+    for bad in (-1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="lexical_weight: expected"):
+            Ranker(bi="frozen", query_encoder=ranker.query_encoder, passage_encoder=ranker.query_encoder,
+                   lexical=BM25.fit(corpus_texts), lexical_weight=bad)
+
+
+def test_training_learns_around_the_fixed_term(first_stage_dir, corpus_texts):
+    """The lexical term has no parameters and no graph: ListMLE's gradient reaches only the query tower, and
+    the loss is the one of the summed logits."""
+    from intdistill.losses import listmle
+
+    ranker = Ranker.build("query-tower", first_stage=first_stage_dir, device="cpu", lexical_weight=10,
+                          lexical_corpus=corpus_texts)
+    ranker.train()
+    queries, lists = ["cell gene", "virus"], [corpus_texts[:5], corpus_texts[5:8]]
+    logits = ranker.list_logits(queries, lists)
+    perm = torch.tensor([[4, 3, 2, 1, 0], [2, 1, 0, -1, -1]])
+    mask = perm >= 0
+    listmle(logits, perm, mask).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in ranker.query_encoder.parameters())
+    assert all(p.grad is None for p in ranker.passage_encoder.parameters())
+    names = {n for n, _ in ranker.named_parameters()}
+    assert not any("lexical" in n for n in names)
+
+
+# ---------------------------------------------------------------------------------------------- command line
+NAMES = "amber basalt cobalt dahlia ember fennel garnet hazel indigo jasper".split()
+
+
+def _lexical_qa(root):
+    """10 questions, each naming its answer passage's rare word; the first stage puts the answer second."""
+    from intdistill.candidates import Candidates
+    from intdistill.data import dump_jsonl
+
+    root.mkdir(parents=True, exist_ok=True)
+    n = len(NAMES)
+    dump_jsonl([{"_id": f"d{i}", "title": "", "text": f"The {w} valley is where the old mill stands."}
+                for i, w in enumerate(NAMES)], root / "corpus.jsonl")
+    dump_jsonl([{"_id": f"q{i}", "text": f"Which mill is in the {w} valley?", "answers": [w]}
+                for i, w in enumerate(NAMES)], root / "queries.jsonl")
+    Candidates({f"q{i}": ([f"d{(i + 1) % n}", f"d{i}", f"d{(i + 2) % n}"], [3.0, 2.0, 1.0], "")
+                for i in range(n)}, "first-stage").save(root / "cands.jsonl")
+    return root
+
+
+def test_train_ranker_cli_and_config_take_the_weight(tmp_path, tiny_bert_dir, capsys):
+    from intdistill import cli
+    from intdistill.stages.training import TrainRankerConfig
+
+    d = _lexical_qa(tmp_path / "qa")
+    out = tmp_path / "ranker"
+    argv = ["train-ranker", "--corpus", str(d / "corpus.jsonl"), "--candidates", str(d / "cands.jsonl"),
+            "--queries", str(d / "queries.jsonl"), "--label-source", "gold-first", "--out", str(out),
+            "--retriever", str(tiny_bert_dir), "--epochs", "1", "--eval-every", "0", "--no-progress",
+            "--lexical-weight", "1000"]
+    assert cli.main(argv) == 0
+    ranker = Ranker.load(out, device="cpu")
+    assert ranker.lexical_weight == 1000 and ranker.lexical.n_docs == len(NAMES)
+    for i, w in enumerate(NAMES):  # the rare word decides: the answer passage comes first
+        texts = [f"The {NAMES[(i + 1) % len(NAMES)]} valley is where the old mill stands.",
+                 f"The {w} valley is where the old mill stands."]
+        assert np.argmax(ranker.score(f"Which mill is in the {w} valley?", texts)) == 1
+    with pytest.raises(SystemExit):
+        cli.main(argv[:-1] + ["-1"])
+    assert "--lexical-weight: expected a number >= 0, got '-1'" in capsys.readouterr().err
+    t = TrainRankerConfig.from_table({"lexical_weight": 30}, where="[ranker]", corpus="c", out="o")
+    assert t.lexical_weight == 30.0 and "--lexical-weight" in t.argv()
+    assert TrainRankerConfig(corpus="c", out="o").lexical_weight == 0.0
+    with pytest.raises(ValueError, match=r"\[ranker\] lexical_weight: expected a number >= 0, got -2"):
+        TrainRankerConfig.from_table({"lexical_weight": -2}, where="[ranker]", corpus="c", out="o")

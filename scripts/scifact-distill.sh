@@ -8,6 +8,8 @@
 #                    retriever is trained (FORCE_LLM=1 trains it anyway, to see what the prior alone does)
 #   gold-first-N     the training-set-size curve: rankers on the first N = 100 / 250 / 500 lists, the same
 #                    check and stage 2 over all 809 queries
+#   lexical-only-809 no labels: the untrained default ranker with the lexical term (--lexical-weight $LEXICAL_ONLY,
+#                    BM25 on the corpus) teaches stage 2 directly: what the lexical term gives without labels
 # Each ranker's check is `intdistill label-report --ranker` on the 100 held-out lists; a ranker that is not
 # significantly better than the first stage gets no retriever (as `intdistill run` does), unless forced.
 # Every stage is timed into $W/timings.tsv; scripts/scifact_report.py makes the tables and the curve.
@@ -29,6 +31,7 @@ FORCE_LLM=${FORCE_LLM:-0}
 VARIANTS=${VARIANTS:-gold-first-809 first-stage-809 llm-237 gold-first-100 gold-first-250 gold-first-500}
 NO_RETRIEVER=${NO_RETRIEVER:-}
 N_CANDS=${N_CANDS:-10}
+LEXICAL_ONLY=${LEXICAL_ONLY:-30}
 # The defaults of `train-ranker` (query-tower, top-k ListMLE) and these stage-2 settings (scripts/scifact-tune.sh)
 RANKER_ARGS=${RANKER_ARGS:---kind query-tower --lr 1e-4 --epochs 2 --batch-size 16}
 RETRIEVER_ARGS=${RETRIEVER_ARGS:---epochs 2 --lr 2e-5 --max-length 128 --batch-size 8 --n-candidates 10}
@@ -75,7 +78,18 @@ variant() {  # variant NAME N_RANKER FORCE SOURCE-ARGS...: ranker on the first N
     local r=$W/$name
     case " $VARIANTS " in *" $name "*) ;; *) return 0 ;; esac
     mkdir -p "$r"
-    if [ ! -f "$r/ranker/train_summary.json" ]; then
+    if [ "$name" = lexical-only-809 ] && [ ! -f "$r/ranker/intdistill_ranker.json" ]; then
+        timed build-ranker "$name" python - "$D" "$r/ranker" "$LEXICAL_ONLY" <<'EOF'
+import sys
+from intdistill import data
+from intdistill.models import Ranker
+d, out, weight = sys.argv[1], sys.argv[2], float(sys.argv[3])
+corpus = data.load_corpus(d)
+Ranker.build(lexical_weight=weight, lexical_corpus=(p.full_text() for p in corpus.values())).save(out)
+print(f"untrained default ranker + lexical term (weight {weight:g}) -> {out}", file=sys.stderr)
+EOF
+    fi
+    if [ ! -f "$r/ranker/train_summary.json" ] && [ "$name" != lexical-only-809 ]; then
         timed train-ranker "$name" $IDX train-ranker --corpus "$D" --out "$r/ranker" --max-queries "$n" "$@" \
             --cache-dir "$EMB" --eval-every 0 --threads "$THREADS" $RANKER_ARGS 2>&1 | tee "$r/ranker.log"
     fi
@@ -107,6 +121,7 @@ CANDS=(--candidates "$W/train-cands.jsonl")
 variant gold-first-809 709 0 --label-source gold-first "${CANDS[@]}" --qrels "$D/qrels/train.tsv"
 variant first-stage-809 709 1 --label-source first-stage "${CANDS[@]}" --listmle-top 1
 variant llm-237 237 "$FORCE_LLM" --label-source llm --labels "$LABELS" --queries "$D/queries.jsonl"
+variant lexical-only-809 0 0
 for n in 100 250 500; do
     variant "gold-first-$n" "$n" 0 --label-source gold-first "${CANDS[@]}" --qrels "$D/qrels/train.tsv"
 done

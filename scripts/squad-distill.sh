@@ -5,6 +5,7 @@
 # against the base all-MiniLM-L6-v2.
 # EXTRA=FILE adds unlabelled training questions to stage 2 (`--extra-queries`; stage 2 needs no labels), e.g.
 # make_squad_fixture.py --n-extra 2000's extra-queries.jsonl (questions after the test ones in the same shuffle).
+# STAGE2_ARGS="--epochs 2" overrides those defaults (chosen by scripts/squad-stage2-tune.sh on training questions).
 #   RANKER=work/squad-tune/own-twin bash scripts/squad-distill.sh [SQUAD_DIR] [OUT]
 #   (defaults work/squad-dev work/squad-distill; finished steps are skipped)
 set -euo pipefail
@@ -15,6 +16,7 @@ RANKER=${RANKER:-work/squad-tune/own-twin}
 IDX=${IDX:-intdistill}
 EMB=${EMB:-work/squad-dev-run/emb-cache}
 EXTRA=${EXTRA:-}
+STAGE2_ARGS=${STAGE2_ARGS:-}
 extra=()
 [ -z "$EXTRA" ] || extra=(--extra-queries "$EXTRA")
 mkdir -p "$O"
@@ -24,7 +26,7 @@ if [ ! -f "$O/retriever/config.json" ]; then
   s=$(date +%s)
   $IDX train-retriever --ranker "$RANKER" --queries "$S/train-queries.jsonl" --corpus "$S/corpus.jsonl" \
     --out "$O/retriever" --cache-dir "$EMB" --eval-every 0 --epochs 1 --max-length 128 --batch-size 8 \
-    --n-candidates 10 "${extra[@]}"
+    --n-candidates 10 "${extra[@]}" $STAGE2_ARGS
   echo "stage 2: $(( $(date +%s) - s )) s"
 fi
 [ -f "$O/distilled.trec" ] || $IDX candidates --corpus "$S/corpus.jsonl" --queries "$S/test-queries.jsonl" -n 20 \

@@ -8,8 +8,10 @@
 #                    retriever is trained (FORCE_LLM=1 trains it anyway, to see what the prior alone does)
 #   gold-first-N     the training-set-size curve: rankers on the first N = 100 / 250 / 500 lists, the same
 #                    check and stage 2 over all 809 queries
-#   lexical-only-809 no labels: the untrained default ranker with the lexical term (--lexical-weight $LEXICAL_ONLY,
-#                    BM25 on the corpus) teaches stage 2 directly: what the lexical term gives without labels
+#   lexical-only-809 no labels: the untrained default ranker with the lexical term (weight $LEXICAL_ONLY, default
+#                    30; BM25 on the corpus), checked like the others and, if better, distilled over all 809
+#                    queries: what the lexical term gives without labels (not in the default VARIANTS; its
+#                    directory is reused as it is, so remove it before changing LEXICAL_ONLY)
 # Each ranker's check is `intdistill label-report --ranker` on the 100 held-out lists; a ranker that is not
 # significantly better than the first stage gets no retriever (as `intdistill run` does), unless forced.
 # Every stage is timed into $W/timings.tsv; scripts/scifact_report.py makes the tables and the curve.

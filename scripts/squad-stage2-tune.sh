@@ -26,16 +26,20 @@ for v in "e1-128:--epochs 1 --max-length 128" "e2-128:--epochs 2 --max-length 12
   n=${v%%:*}
   a=${v#*:}
   [[ " $VARIANTS " == *" $n "* ]] || continue
+  if [[ $n == x2000* ]] && [ ! -f "$S/extra-queries.jsonl" ]; then
+    echo "$n: skipped: no $S/extra-queries.jsonl (make_squad_fixture.py ... --n-extra 2000 writes it)" >&2
+    continue
+  fi
   if [ ! -f "$O/$n/retriever/config.json" ]; then
     s=$(date +%s)
     # shellcheck disable=SC2086
     $IDX train-retriever --ranker "$RANKER" --queries "$O/train-800.jsonl" --corpus "$S/corpus.jsonl" \
       --out "$O/$n/retriever" --cache-dir "$EMB" --eval-every 0 --batch-size 8 --n-candidates 10 $a \
-      > "$O/$n.log" 2>&1
+      > "$O/$n.log" 2>&1 || { tail -n 20 "$O/$n.log" >&2; echo "$n: stage 2 failed (log: $O/$n.log)" >&2; exit 1; }
     echo "$n: stage 2 $(( $(date +%s) - s )) s" | tee -a "$O/timings.txt"
   fi
   [ -f "$O/$n/heldout.trec" ] || $IDX candidates --corpus "$S/corpus.jsonl" --queries "$O/heldout-200.jsonl" -n 20 \
-    --retriever "$O/$n/retriever" --out "$O/$n/heldout.trec" 2>/dev/null
+    --retriever "$O/$n/retriever" --out "$O/$n/heldout.trec"
   runs+=(--run "$n=$O/$n/heldout.trec")
 done
 $IDX evaluate --queries "$O/heldout-200.jsonl" --corpus "$S/corpus.jsonl" "${runs[@]}" -m Acc@1 Acc@5 Acc@20 \

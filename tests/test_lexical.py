@@ -11,7 +11,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from intdistill.lexical import BM25, FILE, STOPWORDS_EN
@@ -58,25 +58,28 @@ def test_normalized_is_in_0_1_and_zero_without_query_terms():
     np.testing.assert_allclose(bm.normalized_pairs(pairs), [bm.normalized(q, [t])[0] for q, t in pairs], rtol=1e-6)
 
 
-word_lists = st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=30), min_size=1, max_size=20)
+TOKENS = tuple(WORDS) + ("the", "of", "a", "x", "42", "1995", "cell-protein,", "Gene.", "TUMOURS", "(dose)")
+word_lists = st.lists(st.lists(st.sampled_from(TOKENS), min_size=1, max_size=30), min_size=1, max_size=20)
 
 
 @settings(max_examples=60, deadline=None)
-@given(docs=word_lists, query=st.lists(st.sampled_from(WORDS), min_size=1, max_size=6, unique=True),
+@given(docs=word_lists, query=st.lists(st.sampled_from(TOKENS), min_size=1, max_size=6),
        k1=st.floats(0.1, 3.0), b=st.floats(0.0, 1.0), stem=st.booleans())
 def test_matches_bm25s(docs, query, k1, b, stem):
     """The trusted peer: bm25s's default (Lucene) BM25, over its own tokenizer with the same stop words and
-    stemmer."""
+    stemmer (stop words, 1-character tokens, digits, punctuation and case included). A repeated query term
+    counts once here, so the peer gets each distinct term once."""
     import bm25s
     import Stemmer
 
     texts = [" ".join(d) for d in docs]
+    assume(any(BM25.fit(["x"]).tokenize(t) for t in texts))  # bm25s refuses a corpus of stop words only
     q = " ".join(query)
     stemmer = Stemmer.Stemmer("english") if stem else None
     ref = bm25s.BM25(k1=k1, b=b)
     ref.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
-    q_terms = [t for t in bm25s.tokenize([q], stopwords="en", stemmer=stemmer, return_ids=False,
-                                         show_progress=False)[0] if t in ref.vocab_dict]
+    q_terms = [t for t in dict.fromkeys(bm25s.tokenize([q], stopwords="en", stemmer=stemmer, return_ids=False,
+                                                       show_progress=False)[0]) if t in ref.vocab_dict]
     want = ref.get_scores(q_terms) if q_terms else np.zeros(len(texts))
     ours = BM25.fit(texts, k1=k1, b=b, stemmer="english" if stem else None)
     np.testing.assert_allclose(ours.scores(q, texts), want, rtol=1e-5, atol=1e-6)
@@ -101,10 +104,15 @@ def test_bad_statistics_files_are_named(tmp_path):
     good = BM25.fit(["cell protein"]).to_json()
     for change, message in (({"format": 9}, "format 9 is not supported"),
                             ({"df": {"cell": 0}}, "df: expected"),
-                            ({"k1": -1}, "k1: expected"),
+                            ({"df": {"cell": True}}, "df: expected"),
+                            ({"df": {"cell": 5}}, "df: expected"),  # more documents than the corpus has
+                            ({"k1": -1}, "k1: expected a finite number > 0.0, got -1"),
+                            ({"b": 2}, "b: expected a number in"),
+                            ({"stopwords": "no"}, "stopwords: expected true or false"),
+                            ({"stemmer": 3}, "stemmer: expected a language name or null"),
                             ({"stemmer": "klingon"}, "no 'klingon' stemmer")):
         path.write_text(json.dumps({**good, **change}))
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ValueError, match=rf"{FILE}: .*{message}"):
             BM25.load(tmp_path)
     path.write_text(json.dumps({k: v for k, v in good.items() if k != "avgdl"}))
     with pytest.raises(ValueError, match="missing field 'avgdl'"):
@@ -192,6 +200,9 @@ def test_weight_zero_is_no_term_and_bad_weights_are_refused(first_stage_dir, cor
     assert ranker.lexical is None
     out = ranker.save(tmp_path / "r0")
     assert not (out / FILE).exists() and Ranker.load(out, device="cpu").lexical is None
+    (out / FILE).write_text("{}")  # a stale file from an earlier save with the term goes
+    ranker.save(out)
+    assert not (out / FILE).exists()
     with pytest.raises(ValueError, match="needs lexical_corpus"):
         Ranker.build("query-tower", first_stage=first_stage_dir, device="cpu", lexical_weight=1.0)
     for bad in (-1.0, float("inf"), True):
@@ -200,19 +211,40 @@ def test_weight_zero_is_no_term_and_bad_weights_are_refused(first_stage_dir, cor
                    lexical=BM25.fit(corpus_texts), lexical_weight=bad)
 
 
+def test_stage_2_names_the_teacher_with_its_lexical_term(first_stage_dir, corpus_texts):
+    """The teacher-score cache and resuming key on the lexical weight and statistics, which are not tensors:
+    the same towers at another weight (or without the term) are another teacher. Without the term the key is
+    what it always was, so older caches and checkpoints still match."""
+    from intdistill.train.retriever import module_fingerprint, teacher_key
+
+    plain = Ranker.build("query-tower", first_stage=first_stage_dir, device="cpu")
+    keys = {teacher_key(Ranker.build("query-tower", first_stage=first_stage_dir, device="cpu", lexical_weight=w,
+                                     lexical_corpus=texts))
+            for w, texts in ((10, corpus_texts), (30, corpus_texts), (30, corpus_texts[:20]))}
+    assert len(keys) == 3 and teacher_key(plain) not in keys
+    assert teacher_key(plain) == module_fingerprint(plain, plain.max_length)
+
+
 def test_training_learns_around_the_fixed_term(first_stage_dir, corpus_texts):
-    """The lexical term has no parameters and no graph: ListMLE's gradient reaches only the query tower, and
-    the loss is the one of the summed logits."""
+    """The lexical term has no parameters and no graph: the loss is ListMLE of first stage + 10 x the term
+    (computed here by hand), and its gradient reaches the query tower only."""
     from intdistill.losses import listmle
 
     ranker = Ranker.build("query-tower", first_stage=first_stage_dir, device="cpu", lexical_weight=10,
                           lexical_corpus=corpus_texts)
-    ranker.train()
+    ranker.eval()  # no dropout, so the logits can be compared; gradients flow all the same
     queries, lists = ["cell gene", "virus"], [corpus_texts[:5], corpus_texts[5:8]]
     logits = ranker.list_logits(queries, lists)
     perm = torch.tensor([[4, 3, 2, 1, 0], [2, 1, 0, -1, -1]])
-    mask = perm >= 0
-    listmle(logits, perm, mask).backward()
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    bm, fs = BM25.fit(corpus_texts), Retriever.load(first_stage_dir, device="cpu")
+    want = torch.zeros(2, 5)
+    for i, (q, texts) in enumerate(zip(queries, lists)):
+        cos = fs.encode_passages(texts) @ fs.encode_queries([q])[0]
+        want[i, : len(texts)] = torch.from_numpy(20.0 * cos + 10 * bm.normalized(q, texts)).float()
+    loss = listmle(logits, perm, mask)
+    assert loss.item() == pytest.approx(listmle(want, perm, mask).item(), abs=1e-4)
+    loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in ranker.query_encoder.parameters())
     assert all(p.grad is None for p in ranker.passage_encoder.parameters())
     names = {n for n, _ in ranker.named_parameters()}
@@ -258,9 +290,9 @@ def test_train_ranker_cli_and_config_take_the_weight(tmp_path, tiny_bert_dir, ca
         assert np.argmax(ranker.score(f"Which mill is in the {w} valley?", texts)) == 1
     with pytest.raises(SystemExit):
         cli.main(argv[:-1] + ["-1"])
-    assert "--lexical-weight: expected a number >= 0, got '-1'" in capsys.readouterr().err
+    assert "--lexical-weight: expected a finite number >= 0, got '-1'" in capsys.readouterr().err
     t = TrainRankerConfig.from_table({"lexical_weight": 30}, where="[ranker]", corpus="c", out="o")
     assert t.lexical_weight == 30.0 and "--lexical-weight" in t.argv()
     assert TrainRankerConfig(corpus="c", out="o").lexical_weight == 0.0
-    with pytest.raises(ValueError, match=r"\[ranker\] lexical_weight: expected a number >= 0, got -2"):
+    with pytest.raises(ValueError, match=r"\[ranker\] lexical_weight: expected a finite number >= 0, got -2"):
         TrainRankerConfig.from_table({"lexical_weight": -2}, where="[ranker]", corpus="c", out="o")

@@ -144,14 +144,22 @@ class BM25:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
             raise ValueError(f"{path}: format {got!r} is not supported; expected {FORMAT}")
-        df = meta.get("df")
-        if not isinstance(df, dict) or not all(isinstance(v, int) and v >= 1 for v in df.values()):
-            raise ValueError(f"{path}: df: expected an object of term -> document count >= 1")
+        missing = [k for k in ("df", "n_docs", "avgdl", "k1", "b", "stemmer", "stopwords") if k not in meta]
+        if missing:
+            raise ValueError(f"{path}: missing field {missing[0]!r}")
+        df, n_docs = meta["df"], meta["n_docs"]
+        if not isinstance(df, dict) or not all(type(v) is int and 1 <= v <= (n_docs if type(n_docs) is int else 0)
+                                               for v in df.values()):
+            raise ValueError(f"{path}: df: expected an object of term -> document count in [1, n_docs]")
+        if not isinstance(meta["stopwords"], bool):
+            raise ValueError(f"{path}: stopwords: expected true or false, got {meta['stopwords']!r}")
+        if meta["stemmer"] is not None and not isinstance(meta["stemmer"], str):
+            raise ValueError(f"{path}: stemmer: expected a language name or null, got {meta['stemmer']!r}")
         try:
-            return cls(df, meta["n_docs"], meta["avgdl"], k1=meta["k1"], b=meta["b"], stemmer=meta["stemmer"],
+            return cls(df, n_docs, meta["avgdl"], k1=meta["k1"], b=meta["b"], stemmer=meta["stemmer"],
                        stopwords=meta["stopwords"])
-        except KeyError as exc:
-            raise ValueError(f"{path}: missing field {exc.args[0]!r}") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     # ------------------------------------------------------------------ scoring
     def _doc(self, text: str) -> tuple[Counter, int]:

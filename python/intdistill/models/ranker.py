@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from intdistill.lexical import BM25, check_weight
+from intdistill.lexical import FILE as LEXICAL_FILE, BM25, check_weight
 from intdistill.models import common
 
 logger = logging.getLogger(__name__)
@@ -274,6 +274,8 @@ class Ranker(torch.nn.Module):
             self.passage_encoder.save(out / "passage_encoder")
         if self.lexical is not None:
             self.lexical.save(out)
+        else:
+            (out / LEXICAL_FILE).unlink(missing_ok=True)  # a stale one from an earlier save
         common.write_json(out / META_FILE, {
             "format": 2, "kind": self.kind, "bi": self.bi, "cross": self.cross is not None, "scale": self.scale,
             "gate": float(self.gate.detach()) if self.gate is not None else None, "base": self.name,

@@ -43,9 +43,9 @@ def non_negative_float(value) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value!r}") from None
     if isinstance(value, bool) or not 0 <= x < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value!r}")
     return x
 
 

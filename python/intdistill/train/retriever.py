@@ -46,6 +46,17 @@ def module_fingerprint(module: torch.nn.Module, *extra) -> str:
     return h.hexdigest()
 
 
+def teacher_key(teacher) -> str:
+    """Names a teacher for its score cache and for resuming: its tensors, its pair length and, when it has one,
+    its lexical term (weight and BM25 statistics), which lives outside ``state_dict``."""
+    extra = [teacher.max_length]
+    lexical = getattr(teacher, "lexical", None)
+    if lexical is not None:
+        stats = hashlib.sha256(json.dumps(lexical.to_json(), sort_keys=True).encode()).hexdigest()
+        extra += [f"lexical={teacher.lexical_weight!r}", stats]
+    return module_fingerprint(teacher, *extra)
+
+
 class TeacherCache:
     """Teacher scores per ``(qid, docid)``: a dict, mirrored in SQLite (WAL) when ``path`` is given.
 
@@ -208,7 +219,7 @@ class RetrieverStage(Stage):
         self.n_candidates, self.refresh = n_candidates, refresh
         self.tau_student, self.tau_teacher = float(tau_student), float(tau_teacher)
         if cache is None:
-            cache = TeacherCache(teacher_key=module_fingerprint(teacher, teacher.max_length))
+            cache = TeacherCache(teacher_key=teacher_key(teacher))
         self.cache = cache
         self.teacher_key = cache.teacher_key
         self.dev = dev
@@ -380,7 +391,7 @@ def train_retriever(
 
     seed_everything(cfg.seed)
     student = Retriever.load(retriever, device=resolve_device(cfg.device))
-    key = module_fingerprint(teacher, teacher.max_length)
+    key = teacher_key(teacher)
     # under torchrun, rank 0 alone keeps the SQLite file; the others hold the (gathered) scores in memory
     main = int(os.environ.get("RANK", "0") or 0) == 0
     cache = TeacherCache((cache_path or Path(cfg.out) / "teacher_scores.sqlite") if main else None, teacher_key=key)

@@ -296,3 +296,41 @@ def test_train_ranker_cli_and_config_take_the_weight(tmp_path, tiny_bert_dir, ca
     assert TrainRankerConfig(corpus="c", out="o").lexical_weight == 0.0
     with pytest.raises(ValueError, match=r"\[ranker\] lexical_weight: expected a finite number >= 0, got -2"):
         TrainRankerConfig.from_table({"lexical_weight": -2}, where="[ranker]", corpus="c", out="o")
+
+
+def test_label_report_judges_a_lexical_ranker_against_its_untrained_anchor(tmp_path, tiny_bert_dir, capsys):
+    """label-report --ranker adds the labels' share for a ranker with the term: the same lists judged against
+    the untrained first stage + BM25. An untrained ranker equals its anchor; a ranker without the term, or one
+    that keeps no frozen first stage, gets no such table."""
+    from intdistill import cli
+    from intdistill.stages import RankerCheck, check_against_anchor, lexical_anchor
+    from intdistill.stages.training import read_lists, with_query_texts
+    from intdistill.data import load_corpus, load_queries
+
+    d = _lexical_qa(tmp_path / "qa")
+    corpus = load_corpus(d / "corpus.jsonl")
+    texts = [p.full_text() for p in corpus.values()]
+    untrained = Ranker.build("query-tower", first_stage=tiny_bert_dir, device="cpu", lexical_weight=1000,
+                             lexical_corpus=texts).save(tmp_path / "untrained")
+    plain = Ranker.build("query-tower", first_stage=tiny_bert_dir, device="cpu").save(tmp_path / "plain")
+    queries = load_queries(d / "queries.jsonl")
+    lists = with_query_texts(read_lists(str(d / "cands.jsonl"))[0], queries, "cands", "list")
+    report = check_against_anchor(untrained, lists, corpus, RankerCheck(device="cpu"), queries=queries)
+    assert report.baseline == "anchor" and report.identity_rate == 1.0
+    assert all(report.teacher[m] == report.first_stage[m] for m in report.teacher)
+    assert check_against_anchor(plain, lists, corpus, RankerCheck(device="cpu"), queries=queries) is None
+    twin = Ranker.build("twin", first_stage=tiny_bert_dir, device="cpu", lexical_weight=5, lexical_corpus=texts)
+    assert lexical_anchor(twin) is None
+
+    argv = ["label-report", "--ranker", str(untrained), "--candidates", str(d / "cands.jsonl"), "--queries",
+            str(d / "queries.jsonl"), "--corpus", str(d / "corpus.jsonl"), "--device", "cpu"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "verdict: the ranker is better than the first stage on nDCG@10" in out  # the rare word decides
+    assert "the labels' share: the ranker against its untrained anchor" in out
+    assert "verdict: no significant difference on nDCG@10 (p=1.000)" in out
+    assert cli.main(argv + ["--format", "json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["verdict"] == "better" and got["vs_anchor"]["baseline"] == "anchor"
+    assert cli.main([*argv[:2], str(plain), *argv[3:]]) == 0
+    assert "labels' share" not in capsys.readouterr().out

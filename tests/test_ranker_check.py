@@ -234,3 +234,29 @@ def test_ranker_check_passes_a_better_ranker_and_skips_without_held_out_lists(tm
     with pytest.raises(PipelineError, match=r"\[ranker_check\] size: unknown key.*the valid keys of \[ranker_check\] are held_out$"):
         load_config(_config(tmp_path / "x", "[ranker_check]\nsize = 3\n"))
     assert STAGES.index("ranker-check") == STAGES.index("train-ranker") + 1
+
+
+def test_ranker_check_shows_the_labels_share_of_a_lexical_ranker(tmp_path):
+    """A ranker with a lexical term is also judged against its untrained anchor (the first stage + BM25); the
+    check records it beside the main report. It informs; the decision stays the main report's."""
+    from intdistill.gate import TeacherReport
+
+    class WithAnchor(ManyQueries):
+        def check_against_anchor(self, ranker_dir, lists, corpus, cfg, **judges):
+            if Path(ranker_dir).name != "ranker-gold-first":
+                return None  # as for a ranker without the term
+            d = json.loads(_report_json(False))
+            d.pop("verdict")
+            return TeacherReport(**{**d, "position_counts": tuple(tuple(r) for r in d["position_counts"]),
+                                    "baseline": "anchor"})
+
+    cfg = _cfg(tmp_path, LLM + "[label]\nmax_queries = 10\n[reference]\ngold_first = true\nmax_queries = 20\n"
+                             "[ranker_check]\nheld_out = 15\n")
+    Pipeline(cfg, tmp_path / "w", library=WithAnchor({"ranker": False, "ranker-gold-first": True}),
+             echo=False).run(until="ranker-check")
+    check = json.loads((tmp_path / "w" / "ranker-check.json").read_text())
+    assert "vs_anchor" not in check["reports"]["llm"]
+    share = check["reports"]["gold-first"]["vs_anchor"]
+    assert share["verdict"] == "worse" and share["report"]["baseline"] == "anchor"
+    assert share["lines"][-1] == "verdict: the ranker is worse than the anchor on nDCG@10"
+    assert check["distill"] == {"llm": False, "gold-first": True}  # the decision is the main report's

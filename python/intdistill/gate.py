@@ -41,6 +41,7 @@ class TeacherReport:
     pass_agreement: float | None = None
     n_multi_pass: int = 0
     subject: str = "teacher"  # whose order is compared: "teacher" (an LLM's labels) or "ranker" (a trained ranker)
+    baseline: str = "first stage"  # the order it is compared with (the lists' own order)
 
     @property
     def verdict(self) -> str:
@@ -53,7 +54,7 @@ class TeacherReport:
         out = [
             f"labels: {self.n_labels}; judged by {self.judged_by}: {self.n_judged} "
             f"({self.n_with_relevant} with a relevant candidate in the list)",
-            f"{'measure':<12}{'first stage':>12}{self.subject:>10}{'delta':>9}{'p':>8}",
+            f"{'measure':<12}{self.baseline:>12}{self.subject:>10}{'delta':>9}{'p':>8}",
         ]
         for m in self.teacher:
             d = self.teacher[m] - self.first_stage[m]
@@ -65,8 +66,8 @@ class TeacherReport:
             out.append(f"identity permutations: {100 * self.identity_rate:.1f}%; calls repaired: "
                        f"{100 * self.repair_rate:.1f}% ({', '.join(f'{k} {v}' for k, v in self.repairs.items())})")
         else:  # no LLM calls behind a ranker's order: nothing was repaired
-            out.append(f"identity permutations: {100 * self.identity_rate:.1f}% (the first-stage order kept)")
-        out.append(f"verdict: the {self.subject} is {self.verdict} than the first stage on {self.main_measure}"
+            out.append(f"identity permutations: {100 * self.identity_rate:.1f}% (the {self.baseline}'s order kept)")
+        out.append(f"verdict: the {self.subject} is {self.verdict} than the {self.baseline} on {self.main_measure}"
                    if self.verdict != "no significant difference"
                    else f"verdict: no significant difference on {self.main_measure} (p={self.p_values[self.main_measure]:.3f})")
         return out

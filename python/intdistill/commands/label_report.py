@@ -50,6 +50,24 @@ def _ranker_labels(args, queries, corpus):
     return ranker_order(args.ranker, lists, corpus, cfg)
 
 
+def _anchor_report(args, queries, corpus):
+    """A ranker with a lexical term is also judged against its untrained anchor (stages.check_against_anchor)."""
+    from intdistill.data import DataError, load_qrels
+    from intdistill.stages import RankerCheck, check_against_anchor
+    from intdistill.stages.training import read_lists, with_query_texts
+
+    lists = with_query_texts(read_lists(args.candidates)[0], queries, args.candidates, "candidate list")
+    cfg = RankerCheck(max_length=args.max_length, batch_size=args.batch_size, device=args.device,
+                      cache_dir=args.cache_dir, k=args.k, progress=sys.stderr.isatty())
+    try:
+        return check_against_anchor(args.ranker, lists, corpus, cfg, qrels=load_qrels(args.qrels) if args.qrels
+                                    else None, queries=queries)
+    except ValueError as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(args.candidates, None, str(e)) from None
+
+
 def run(args) -> int:
     from intdistill.data import DataError, load_corpus, load_qrels, load_queries
     from intdistill.gate import plot_positions, teacher_report
@@ -77,11 +95,18 @@ def run(args) -> int:
             report = teacher_report(labels, queries=queries, corpus=corpus, k=args.k, subject=subject)
     except ValueError as e:  # no judged list among them
         raise DataError(args.labels or args.candidates, None, str(e)) from None
+    anchor = _anchor_report(args, queries, corpus) if args.ranker else None
     if args.format == "json":
-        json.dump(report.to_json(), sys.stdout, indent=1)
+        out = report.to_json()
+        if anchor is not None:
+            out["vs_anchor"] = anchor.to_json()
+        json.dump(out, sys.stdout, indent=1)
         print()
     else:
         print("\n".join(report.lines()))
+        if anchor is not None:
+            print("the labels' share: the ranker against its untrained anchor (the first stage + BM25, no labels)")
+            print("\n".join(anchor.lines()))
     if args.plot:
         print(f"wrote {plot_positions(report, args.plot)}", file=sys.stderr)
     return 0

@@ -114,6 +114,13 @@ class JudgingStages:
                                        "lines": report.lines()}
             self.say("\n".join(["", f"ranker check ({name} ranker): its order vs the first stage's on {len(held)} "
                                     "held-out training lists", *report.lines()]))
+            share = getattr(self.lib, "check_against_anchor", None)
+            anchor = share(self.rankers()[name], lists, corpus, check, qrels=qrels, queries=queries) if share else None
+            if anchor is not None:  # a lexical term: how much of it is BM25's, how much the labels'
+                result["reports"][name]["vs_anchor"] = {"report": anchor.to_json(), "verdict": anchor.verdict,
+                                                        "lines": anchor.lines()}
+                self.say("\n".join([f"the labels' share ({name} ranker): against its untrained anchor (the first "
+                                    "stage + BM25, no labels) on the same lists", *anchor.lines()]))
             distil[name] = report.verdict == "better"
             if report.verdict == "worse":
                 banner = "!" * 78

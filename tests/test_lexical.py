@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from intdistill.lexical import BM25, FILE, STOPWORDS_EN
 from intdistill.models import Ranker, Retriever
 
-WORDS = ("cell protein gene tumour virus dose trial mouse brain insulin liver heart blood risk rate effect "
-         "study cancer drug lung bone acid factor level").split()
+from test_ranker_composite import WORDS, _texts  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- BM25 itself
@@ -131,20 +130,6 @@ def test_bad_arguments():
 
 
 # ---------------------------------------------------------------------------------------------- in the ranker
-def _texts(rng, n, lo, hi):
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
-
-
-@pytest.fixture(scope="module")
-def first_stage(tiny_bert_dir):
-    return Retriever.load(tiny_bert_dir, max_length=48, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def first_stage_dir(first_stage, tmp_path_factory):
-    return first_stage.save(tmp_path_factory.mktemp("first-stage"))
-
-
 @pytest.fixture(scope="module")
 def corpus_texts():
     return _texts(random.Random(11), 40, 3, 50)

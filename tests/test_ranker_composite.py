@@ -13,7 +13,7 @@ import torch
 
 from intdistill.data import Passage
 from intdistill.losses import listmle
-from intdistill.models import Ranker, Retriever
+from intdistill.models import Ranker
 from intdistill.models.ranker import KINDS
 
 WORDS = ("cell protein gene tumour virus dose trial mouse brain insulin liver heart blood risk rate effect "
@@ -23,16 +23,6 @@ ANCHORED = [k for k, v in KINDS.items() if v.bi != "none"]
 
 def _texts(rng, n, lo, hi):
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
-
-
-@pytest.fixture(scope="module")
-def first_stage(tiny_bert_dir):
-    return Retriever.load(tiny_bert_dir, max_length=48, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def first_stage_dir(first_stage, tmp_path_factory):
-    return first_stage.save(tmp_path_factory.mktemp("first-stage"))
 
 
 @pytest.fixture(scope="module")

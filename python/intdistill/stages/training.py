@@ -27,26 +27,24 @@ DEV_RANKER = "dev evaluation (re-rank dev candidate lists each epoch, keep the b
 DEV_RETRIEVER = "dev evaluation (retrieval over the whole corpus each epoch, keep the best)"
 
 
-def positive_float(value) -> float:
-    """A finite number > 0 (argparse type)."""
+def _finite_float(value, *, zero: bool, expected: str) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if isinstance(value, bool) or not 0 < x < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+        x = float("nan")
+    if isinstance(value, bool) or not (0 <= x if zero else 0 < x) or not x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
     return x
+
+
+def positive_float(value) -> float:
+    """A finite number > 0 (argparse type)."""
+    return _finite_float(value, zero=False, expected="a positive number")
 
 
 def non_negative_float(value) -> float:
     """A finite number >= 0 (argparse type)."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value!r}") from None
-    if isinstance(value, bool) or not 0 <= x < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value!r}")
-    return x
+    return _finite_float(value, zero=True, expected="a finite number >= 0")
 
 
 def _lr(default: float):

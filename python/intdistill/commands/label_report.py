@@ -36,10 +36,11 @@ def configure(p) -> None:
                         "passage tower reads its passage embeddings from it")
 
 
-def _ranker_labels(args, queries, corpus):
+def _ranker_inputs(args, queries, corpus):
+    """``(ranker, lists, cfg)``: the ranker loaded once, the lists it re-ranks and how it scores them."""
     from intdistill.stages.training import read_lists, with_query_texts
     from intdistill.data import DataError
-    from intdistill.stages import RankerCheck, ranker_order
+    from intdistill.stages import RankerCheck, load_ranker
 
     lists = read_lists(args.candidates)[0]
     if not lists:
@@ -47,25 +48,7 @@ def _ranker_labels(args, queries, corpus):
     lists = with_query_texts(lists, queries, args.candidates, "candidate list")
     cfg = RankerCheck(max_length=args.max_length, batch_size=args.batch_size, device=args.device,
                       cache_dir=args.cache_dir, k=args.k, progress=sys.stderr.isatty())
-    return ranker_order(args.ranker, lists, corpus, cfg)
-
-
-def _anchor_report(args, queries, corpus):
-    """A ranker with a lexical term is also judged against its untrained anchor (stages.check_against_anchor)."""
-    from intdistill.data import DataError, load_qrels
-    from intdistill.stages import RankerCheck, check_against_anchor
-    from intdistill.stages.training import read_lists, with_query_texts
-
-    lists = with_query_texts(read_lists(args.candidates)[0], queries, args.candidates, "candidate list")
-    cfg = RankerCheck(max_length=args.max_length, batch_size=args.batch_size, device=args.device,
-                      cache_dir=args.cache_dir, k=args.k, progress=sys.stderr.isatty())
-    try:
-        return check_against_anchor(args.ranker, lists, corpus, cfg, qrels=load_qrels(args.qrels) if args.qrels
-                                    else None, queries=queries)
-    except ValueError as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(args.candidates, None, str(e)) from None
+    return load_ranker(args.ranker, lists, corpus, cfg), lists, cfg
 
 
 def run(args) -> int:
@@ -84,18 +67,31 @@ def run(args) -> int:
         raise DataError(None, None, "label-report needs --qrels, or --queries (with answers) and --corpus")
     queries = load_queries(args.queries) if args.queries else None
     corpus = load_corpus(args.corpus) if args.corpus else None
+    qrels = load_qrels(args.qrels) if args.qrels else None
     if args.ranker:
-        labels, subject = _ranker_labels(args, queries, corpus), "ranker"
+        from intdistill.stages import ranker_order
+
+        ranker, lists, cfg = _ranker_inputs(args, queries, corpus)
+        labels, subject = ranker_order(ranker, lists, corpus, cfg), "ranker"
     else:
         labels, subject = load_labels(args.labels), "teacher"
     try:
-        if args.qrels:
-            report = teacher_report(labels, qrels=load_qrels(args.qrels), k=args.k, subject=subject)
+        if qrels is not None:
+            report = teacher_report(labels, qrels=qrels, k=args.k, subject=subject)
         else:
             report = teacher_report(labels, queries=queries, corpus=corpus, k=args.k, subject=subject)
     except ValueError as e:  # no judged list among them
         raise DataError(args.labels or args.candidates, None, str(e)) from None
-    anchor = _anchor_report(args, queries, corpus) if args.ranker else None
+    anchor = None
+    if args.ranker:  # a ranker with a lexical term: the labels' share, against its untrained anchor
+        from intdistill.stages import check_against_anchor
+
+        try:
+            anchor = check_against_anchor(ranker, lists, corpus, cfg, qrels=qrels, queries=queries, labels=labels)
+        except ValueError as e:
+            if isinstance(e, DataError):
+                raise
+            raise DataError(args.candidates, None, str(e)) from None
     if args.format == "json":
         out = report.to_json()
         if anchor is not None:

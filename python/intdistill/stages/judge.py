@@ -133,11 +133,17 @@ class RankerCheck:
     progress: bool = False  # progress bars on stderr
 
 
-def _load_ranker(ranker_dir, lists, corpus, cfg: RankerCheck):
+def load_ranker(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], corpus: Mapping[str, Passage],
+                cfg: RankerCheck = RankerCheck()):
+    """The ranker saved at ``ranker_dir`` (a directory or hub name), ready to re-rank ``lists``: its frozen
+    passage tower primed from ``cfg.cache_dir``. A loaded :class:`~intdistill.models.Ranker` is returned as it
+    is, so the functions below that take ``ranker_dir`` also take one (load once, judge several ways)."""
     from intdistill.models import Ranker
 
     if not lists:
         raise DataError(None, None, "expected at least one candidate list, got none")
+    if isinstance(ranker_dir, Ranker):
+        return ranker_dir
     try:
         ranker = Ranker.load(ranker_dir, max_length=cfg.max_length, device=cfg.device)
     except (OSError, ValueError) as e:
@@ -154,7 +160,7 @@ def ranker_order(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], cor
     first-stage order)``), as label records (:func:`intdistill.gate.ranker_labels`)."""
     from intdistill.gate import ranker_labels
 
-    ranker = _load_ranker(ranker_dir, lists, corpus, cfg)
+    ranker = load_ranker(ranker_dir, lists, corpus, cfg)
     return ranker_labels(ranker, lists, corpus, batch_size=cfg.batch_size, progress=cfg.progress)
 
 
@@ -174,19 +180,21 @@ def lexical_anchor(ranker):
 
 
 def check_against_anchor(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], corpus: Mapping[str, Passage],
-                         cfg: RankerCheck = RankerCheck(), *, qrels=None,
-                         queries: Mapping[str, Query] | None = None) -> "TeacherReport | None":
+                         cfg: RankerCheck = RankerCheck(), *, qrels=None, queries: Mapping[str, Query] | None = None,
+                         labels: Mapping[str, "Label"] | None = None) -> "TeacherReport | None":
     """The labels' share of a ranker with a lexical term: its order of ``lists`` against its untrained anchor's
     (:func:`lexical_anchor`: the first stage + BM25, no labels), judged like :func:`check_ranker`. A ranker the
     check finds better than the first stage may owe all of it to BM25; this says whether training added
-    anything. None when the ranker has no lexical term or keeps no frozen first stage."""
+    anything. None when the ranker has no lexical term or keeps no frozen first stage. ``labels``: the ranker's
+    order of ``lists`` when :func:`ranker_order` already has it (not scored again)."""
     from intdistill.gate import Label, ranker_labels, teacher_report
 
-    ranker = _load_ranker(ranker_dir, lists, corpus, cfg)
+    ranker = load_ranker(ranker_dir, lists, corpus, cfg)
     anchor = lexical_anchor(ranker)
     if anchor is None:
         return None
-    trained = ranker_labels(ranker, lists, corpus, batch_size=cfg.batch_size, progress=cfg.progress)
+    trained = labels if labels is not None else ranker_labels(ranker, lists, corpus, batch_size=cfg.batch_size,
+                                                              progress=cfg.progress)
     start = ranker_labels(anchor, lists, corpus, batch_size=cfg.batch_size, progress=cfg.progress)
     relative = {}
     for q, lab in trained.items():  # the lists in the anchor's order; the ranker's order relative to it

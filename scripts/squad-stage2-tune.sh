@@ -6,6 +6,8 @@
 # questions are never read.
 #   RANKER=work/squad-tune/lex30 bash scripts/squad-stage2-tune.sh [SQUAD_DIR] [OUT]
 #   (defaults work/squad-dev work/squad-stage2-tune; VARIANTS="e1-128 e2-128": only those; finished runs are skipped)
+#   The e1-256-* variants vary one setting of e1-256 each: the learning rate (default 2e-5), the teacher's
+#   temperature (default 1) or the mined candidates (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${1:-work/squad-dev}
@@ -22,6 +24,8 @@ mkdir -p "$O"
 runs=(--run base="$O/base.trec")
 for v in "e1-128:--epochs 1 --max-length 128" "e2-128:--epochs 2 --max-length 128" \
          "e1-256:--epochs 1 --max-length 256" \
+         "e1-256-lr5e-5:--epochs 1 --max-length 256 --lr 5e-5" "e1-256-lr1e-4:--epochs 1 --max-length 256 --lr 1e-4" \
+         "e1-256-tt2:--epochs 1 --max-length 256 --tau-teacher 2" "e1-256-n20:--epochs 1 --max-length 256 --n-candidates 20" \
          "x2000-e1-128:--epochs 1 --max-length 128 --extra-queries $S/extra-queries.jsonl"; do
   n=${v%%:*}
   a=${v#*:}

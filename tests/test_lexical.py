@@ -288,7 +288,8 @@ def test_label_report_judges_a_lexical_ranker_against_its_untrained_anchor(tmp_p
     the untrained first stage + BM25. An untrained ranker equals its anchor; a ranker without the term, or one
     that keeps no frozen first stage, gets no such table."""
     from intdistill import cli
-    from intdistill.stages import RankerCheck, check_against_anchor, lexical_anchor
+    from intdistill.stages import (RankerCheck, check_against_anchor, check_ranker, check_ranker_and_anchor,
+                                   lexical_anchor)
     from intdistill.stages.training import read_lists, with_query_texts
     from intdistill.data import load_corpus, load_queries
 
@@ -306,6 +307,16 @@ def test_label_report_judges_a_lexical_ranker_against_its_untrained_anchor(tmp_p
     assert check_against_anchor(plain, lists, corpus, RankerCheck(device="cpu"), queries=queries) is None
     twin = Ranker.build("twin", first_stage=tiny_bert_dir, device="cpu", lexical_weight=5, lexical_corpus=texts)
     assert lexical_anchor(twin) is None
+    # the pipeline's form: both reports from one load, the same as the two calls apart
+    loads = []
+    real_load = Ranker.load
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Ranker, "load", classmethod(lambda cls, *a, **k: loads.append(a) or real_load(*a, **k)))
+        main, share = check_ranker_and_anchor(untrained, lists, corpus, RankerCheck(device="cpu"), queries=queries)
+        assert len(loads) == 1
+        assert main == check_ranker(untrained, lists, corpus, RankerCheck(device="cpu"), queries=queries)
+        assert share == report and len(loads) == 2
+        assert check_ranker_and_anchor(plain, lists, corpus, RankerCheck(device="cpu"), queries=queries)[1] is None
 
     argv = ["label-report", "--ranker", str(untrained), "--candidates", str(d / "cands.jsonl"), "--queries",
             str(d / "queries.jsonl"), "--corpus", str(d / "corpus.jsonl"), "--device", "cpu"]

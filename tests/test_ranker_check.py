@@ -242,13 +242,14 @@ def test_ranker_check_shows_the_labels_share_of_a_lexical_ranker(tmp_path):
     from intdistill.gate import TeacherReport
 
     class WithAnchor(ManyQueries):
-        def check_against_anchor(self, ranker_dir, lists, corpus, cfg, **judges):
+        def check_ranker_and_anchor(self, ranker_dir, lists, corpus, cfg, **judges):
+            report = self.check_ranker(ranker_dir, lists, corpus, cfg, **judges)
             if Path(ranker_dir).name != "ranker-gold-first":
-                return None  # as for a ranker without the term
+                return report, None  # as for a ranker without the term
             d = json.loads(_report_json(False))
             d.pop("verdict")
-            return TeacherReport(**{**d, "position_counts": tuple(tuple(r) for r in d["position_counts"]),
-                                    "baseline": "anchor"})
+            return report, TeacherReport(**{**d, "position_counts": tuple(tuple(r) for r in d["position_counts"]),
+                                            "baseline": "anchor"})
 
     cfg = _cfg(tmp_path, LLM + "[label]\nmax_queries = 10\n[reference]\ngold_first = true\nmax_queries = 20\n"
                              "[ranker_check]\nheld_out = 15\n")

@@ -70,7 +70,8 @@ class Pipeline(JudgingStages):
     """One pipeline run in ``work`` (see the module docstring). ``library`` (default: :mod:`intdistill.stages`)
     holds the functions the stages call: one per stage (``generate``, ``candidates``, ``label``, ``train_ranker``,
     ``train_retriever``, ``build_index``, ``rag``) and the judging ones (``open_index``, ``search``,
-    ``compare_runs``, ``check_ranker``); tests give a fake one."""
+    ``compare_runs``, and ``check_ranker_and_anchor`` or, where a library lacks it, ``check_ranker``); tests give a
+    fake one."""
 
     def __init__(self, config: Config, work: str | os.PathLike, *, allow_weak_teacher: bool | None = None,
                  library=None, echo: bool = True):

@@ -109,13 +109,14 @@ class JudgingStages:
                                          *self.judge_args("train"), "--format", "json", "--cache-dir",
                                          self.p("emb-cache"), *scoring])
             lists = {q: (queries[q].text if q in queries else cands[q].query, cands[q].docids) for q in held}
-            report = self.lib.check_ranker(self.rankers()[name], lists, corpus, check, qrels=qrels, queries=queries)
+            both = getattr(self.lib, "check_ranker_and_anchor", None)  # one load and one scoring for both
+            report, anchor = (both(self.rankers()[name], lists, corpus, check, qrels=qrels, queries=queries) if both
+                              else (self.lib.check_ranker(self.rankers()[name], lists, corpus, check, qrels=qrels,
+                                                          queries=queries), None))
             result["reports"][name] = {"lists": len(held), "report": report.to_json(), "verdict": report.verdict,
                                        "lines": report.lines()}
             self.say("\n".join(["", f"ranker check ({name} ranker): its order vs the first stage's on {len(held)} "
                                     "held-out training lists", *report.lines()]))
-            share = getattr(self.lib, "check_against_anchor", None)
-            anchor = share(self.rankers()[name], lists, corpus, check, qrels=qrels, queries=queries) if share else None
             if anchor is not None:  # a lexical term: how much of it is BM25's, how much the labels'
                 result["reports"][name]["vs_anchor"] = {"report": anchor.to_json(), "verdict": anchor.verdict,
                                                         "lines": anchor.lines()}

@@ -17,8 +17,8 @@ from intdistill.stages.first_stage import CandidatesConfig, IndexConfig, build_i
 from intdistill.stages.training import (TrainRankerConfig, TrainRetrieverConfig, train_ranker,
                                         train_retriever)
 from intdistill.stages.llm_steps import GenerateConfig, LabelConfig, RagConfig, generate, label, rag
-from intdistill.stages.judge import (OpenIndex, RankerCheck, check_against_anchor, check_ranker, compare_runs,
-                                     lexical_anchor, load_ranker, open_index,
+from intdistill.stages.judge import (OpenIndex, RankerCheck, check_against_anchor, check_ranker,
+                                     check_ranker_and_anchor, compare_runs, lexical_anchor, load_ranker, open_index,
                                      ranker_order, search, select_queries)
 
 #: command -> its stage configuration (the commands already in the stages layer)
@@ -26,8 +26,7 @@ CONFIGS = {c.command: c for c in (GenerateConfig, CandidatesConfig, LabelConfig,
                                   TrainRetrieverConfig, IndexConfig, RagConfig)}
 
 __all__ = ["CONFIGS", "CandidatesConfig", "IndexConfig", "OpenIndex", "RankerCheck", "build_index", "candidates",
-           "check_ranker", "check_against_anchor", "lexical_anchor", "load_ranker", "compare_runs", "open_index",
-           "ranker_order",
-           "search", "select_queries",
+           "check_ranker", "check_ranker_and_anchor", "check_against_anchor", "lexical_anchor", "load_ranker",
+           "compare_runs", "open_index", "ranker_order", "search", "select_queries",
            "TrainRankerConfig", "TrainRetrieverConfig", "train_ranker", "train_retriever", "GenerateConfig",
            "LabelConfig", "RagConfig", "generate", "label", "rag"]

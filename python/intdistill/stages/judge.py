@@ -213,9 +213,25 @@ def check_ranker(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]], cor
                  queries: Mapping[str, Query] | None = None) -> "TeacherReport":
     """The ranker check: the ranker's order of ``lists`` against the first stage's, judged by ``qrels`` or by
     the answers of ``queries``; its ``verdict`` is the one significance rule."""
+    labels = ranker_order(ranker_dir, lists, corpus, cfg)
+    return _judge_order(labels, ranker_dir, corpus, cfg, qrels=qrels, queries=queries)
+
+
+def check_ranker_and_anchor(ranker_dir, lists: Mapping[str, tuple[str, Sequence[str]]],
+                            corpus: Mapping[str, Passage], cfg: RankerCheck = RankerCheck(), *, qrels=None,
+                            queries: Mapping[str, Query] | None = None) -> tuple["TeacherReport",
+                                                                                  "TeacherReport | None"]:
+    """:func:`check_ranker` and :func:`check_against_anchor` together, as the pipeline's ranker check makes
+    them: the ranker is loaded once and its order of ``lists`` scored once for both reports."""
+    ranker = load_ranker(ranker_dir, lists, corpus, cfg)
+    labels = ranker_order(ranker, lists, corpus, cfg)
+    report = _judge_order(labels, ranker_dir, corpus, cfg, qrels=qrels, queries=queries)
+    return report, check_against_anchor(ranker, lists, corpus, cfg, qrels=qrels, queries=queries, labels=labels)
+
+
+def _judge_order(labels, ranker_dir, corpus, cfg: RankerCheck, *, qrels, queries) -> "TeacherReport":
     from intdistill.gate import teacher_report
 
-    labels = ranker_order(ranker_dir, lists, corpus, cfg)
     try:
         if qrels is not None:
             return teacher_report(labels, qrels=qrels, k=cfg.k, subject="ranker")

@@ -27,8 +27,11 @@ PY
 runs=(--run base="$WORK/base.trec")
 for L in $LENGTHS; do
   for DO in $DROPOUT; do
-    name=$L; flag=--dropout
-    [ "$DO" = on ] || { name=$L-no-dropout; flag=--no-dropout; }
+    case $DO in
+      on) name=$L; flag=--dropout ;;
+      off) name=$L-no-dropout; flag=--no-dropout ;;
+      *) echo "DROPOUT: expected words 'on' and/or 'off', got '$DO'" >&2; exit 2 ;;
+    esac
     if [ ! -f "$WORK/retriever-$name/config.json" ]; then
       s=$(date +%s)
       $IDX train-retriever --ranker "$WORK/ranker-step0" --queries "$DATA/queries.jsonl" \

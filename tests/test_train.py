@@ -698,3 +698,32 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(toy, tmp_path, tiny
     a, b = Ranker.load(out), Ranker.load(ref)
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_train_step_holds_the_schedule_when_the_fp16_scaler_skips_a_step():
+    """fp16's gradient scaler skips an optimizer step whose gradients overflow (and lowers its scale); the
+    learning-rate schedule must not advance for it, or the first steps of an fp16 run eat the warm-up. A real
+    ``GradScaler`` (on CPU) meets an infinite gradient, then a finite one."""
+    from types import SimpleNamespace
+
+    w = torch.nn.Parameter(torch.ones(2))
+    losses = iter([w.sum() * float("inf"), (w * w).sum()])
+    stage = SimpleNamespace(model=torch.nn.Module(), loss=lambda batch: next(losses))
+    stage.model.w = w
+    optimizer = torch.optim.SGD([w], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    step = lambda: loop.train_step(stage, ["q"], optimizer, scheduler, scaler, batch_size=1, max_grad_norm=1.0,  # noqa: E731
+                                   device=torch.device("cpu"), amp_dtype=None)
+    step()  # overflow: skipped, scale 8 -> 4, schedule held
+    assert scaler.get_scale() == 4.0 and scheduler.last_epoch == 0
+    assert torch.equal(w.detach(), torch.ones(2))
+    step()  # finite: taken, schedule advances
+    assert scheduler.last_epoch == 1 and scheduler.get_last_lr() == [0.05]
+    # gradient 2w = (2, 2), clipped to norm 1: (1/√2, 1/√2); lr 0.1 (the schedule's value before this step)
+    assert torch.allclose(w.detach(), torch.full((2,), 1 - 0.1 / 2 ** 0.5))
+    plain = torch.amp.GradScaler("cpu", enabled=False)  # fp32/bf16: no scaler, the schedule always advances
+    losses = iter([(w * w).sum()])
+    loop.train_step(stage, ["q"], optimizer, scheduler, plain, batch_size=1, max_grad_norm=0.0,
+                    device=torch.device("cpu"), amp_dtype=None)
+    assert scheduler.last_epoch == 2

@@ -326,7 +326,8 @@ def train_step(stage: Stage, qids: Sequence[str], optimizer, scheduler, scaler, 
                net=None, world: int = 1, fallback: Sequence[str] = ()) -> float:
     """One optimizer step over ``qids``: forward/backward passes of ``batch_size`` queries with gradients
     accumulated (each pass weighted by its share of the step's ``n_total`` queries, so the step's gradient is
-    that of the mean loss), clipping, optimizer, scheduler. Returns the mean loss over ``qids``.
+    that of the mean loss), clipping, optimizer, scheduler (not stepped when fp16's gradient scaler skipped the
+    optimizer step). Returns the mean loss over ``qids``.
 
     With ``net`` (the stage's loss under ``DistributedDataParallel``, ``world`` processes), ``qids`` is this
     process's part of the step: each pass is weighted by ``world * len(pass) / n_total`` so DDP's average of
@@ -349,9 +350,11 @@ def train_step(stage: Stage, qids: Sequence[str], optimizer, scheduler, scaler, 
     scaler.unscale_(optimizer)
     if max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(stage.model.parameters(), max_grad_norm)
+    scale = scaler.get_scale() if scaler.is_enabled() else None
     scaler.step(optimizer)
     scaler.update()
-    scheduler.step()
+    if scale is None or scaler.get_scale() >= scale:  # fp16: a step the scaler skipped (inf/NaN gradients, scale
+        scheduler.step()                              # lowered) leaves the schedule where it is (as accelerate does)
     optimizer.zero_grad(set_to_none=True)
     return total / max(len(qids), 1)
 

@@ -358,6 +358,71 @@ def test_candidates_command_bad_input_exit_2(local_loaders, files, tiny_bert_dir
         cli.main(args + ["-n", "0"])
 
 
+# ---------------------------------------------------------------------------------------------- hybrid
+
+
+def test_lexical_rescore_hand_example():
+    """20·cos + W·bm25/max_q, by hand. Corpus: a = "red apple", b = "green apple", c = "blue sky". Query
+    "red apple": idf(red) = ln(1 + 2.5/1.5), idf(appl) = ln(1 + 1.5/2.5) (Lucene's), every passage 2 terms long
+    (avgdl 2), so each matched term scores tf / (tf + k1) = 1 / 2.5 = 0.4 of its idf."""
+    import math
+
+    from intdistill.candidates import lexical_rescore
+    from intdistill.lexical import BM25
+
+    corpus = {"a": Passage("a", "red apple"), "b": Passage("b", "green apple"), "c": Passage("c", "blue sky")}
+    bm25 = BM25.fit(p.full_text() for p in corpus.values())
+    cands = Candidates({"q": CandidateList(("c", "b", "a"), (0.9, 0.8, 0.7), "red apple")}, "mini")
+    got = lexical_rescore(cands, corpus, 15.0, 3, bm25=bm25)
+    red, appl = math.log(1 + 2.5 / 1.5), math.log(1 + 1.5 / 2.5)
+    want = {"c": 20 * 0.9, "b": 20 * 0.8 + 15 * 0.4 * appl / (red + appl), "a": 20 * 0.7 + 15 * 0.4}
+    assert got["q"].docids == ("a", "c", "b")  # a 20.0 (both words), c 18.0 (none), b 17.94 (apple only)
+    assert got.retriever == "mini+bm25x15"
+    np.testing.assert_allclose(got["q"].scores, [want[d] for d in got["q"].docids], rtol=1e-12)
+    assert got["q"].query == "red apple"
+    # weight 0: the dense order, cut; the scores only scaled
+    zero = lexical_rescore(cands, corpus, 0.0, 2)
+    assert zero["q"].docids == ("c", "b") and zero.retriever == "mini"
+    np.testing.assert_allclose(zero["q"].scores, (18.0, 16.0))
+    # fitted on the corpus when not given: the same
+    assert lexical_rescore(cands, corpus, 15.0, 3)["q"].docids == got["q"].docids
+    with pytest.raises(ValueError, match="lexical weight: expected a finite number >= 0"):
+        lexical_rescore(cands, corpus, -1.0, 3)
+    with pytest.raises(ValueError, match="n: expected an int >= 1"):
+        lexical_rescore(cands, corpus, 1.0, 0)
+    stray = Candidates({"q": CandidateList(("zz",), (0.5,), "red")}, "mini")
+    with pytest.raises(DataError, match="candidate 'zz' is not in the corpus"):
+        lexical_rescore(stray, corpus, 1.0, 1)
+
+
+def test_candidates_command_lexical_weight(local_loaders, files, tiny_bert_dir, tiny_retriever, tmp_path, capsys):
+    """--lexical-weight: the dense top --lexical-pool re-scored (lexical_rescore) and cut to -n."""
+    from intdistill.candidates import lexical_rescore
+
+    corpus, queries, _ = files
+    out = tmp_path / "hybrid.jsonl"
+    rc = cli.main(["candidates", "--corpus", str(corpus), "--queries", str(queries), "-n", "2", "--out", str(out),
+                   "--retriever", str(tiny_bert_dir), "--device", "cpu", "--lexical-weight", "30",
+                   "--lexical-pool", "5"])
+    assert rc == 0
+    got = Candidates.load(out)
+    want = lexical_rescore(first_stage(tiny_retriever, CORPUS, QUERIES, 5), CORPUS, 30.0, 2)
+    assert list(got) == list(want)
+    for qid in want:
+        assert got[qid].docids == want[qid].docids
+        np.testing.assert_allclose(got[qid].scores, want[qid].scores, atol=2e-5)
+    assert "hybrid: the dense top 5 re-scored by 20 x cosine + 30 x BM25 / max_q" in capsys.readouterr().err
+    # a pool larger than the corpus is the corpus
+    assert cli.main(["candidates", "--corpus", str(corpus), "--queries", str(queries), "-n", "2", "--out",
+                     str(tmp_path / "h2.jsonl"), "--retriever", str(tiny_bert_dir), "--device", "cpu",
+                     "--lexical-weight", "1"]) == 0
+    for bad in ("-1", "nan", "x"):
+        with pytest.raises(SystemExit):
+            cli.main(["candidates", "--corpus", str(corpus), "--queries", str(queries), "-n", "2", "--out",
+                      str(tmp_path / "h3.jsonl"), "--lexical-weight", bad])
+    assert "--lexical-weight: expected a finite number >= 0, got 'x'" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------- real data
 
 @pytest.mark.slow

@@ -289,6 +289,37 @@ def test_cli_index_and_search(tiny_bert_dir, tiny, files, tmp_path, capsys):
     assert {q: set(d) for q, d in data.load_run(exact_file).items()} == {q: set(d) for q, d in run.items()}
 
 
+def test_cli_search_lexical_weight(tiny_bert_dir, tiny, files, tmp_path, capsys):
+    """search --lexical-weight: the index's top --lexical-pool re-scored by lexical_rescore over the index's
+    recorded corpus (or --corpus), cut to -k; the same lists as the library's."""
+    from intdistill.candidates import Candidates, lexical_rescore
+    from intdistill.stages import OpenIndex, search
+
+    corpus_file, queries_file = files
+    idx = tmp_path / "idx"
+    assert cli.main(["index", "--retriever", str(tiny_bert_dir), "--corpus", str(corpus_file), "--out", str(idx),
+                     "--check-sample", "0"]) == 0
+    run_file = tmp_path / "hybrid.jsonl"
+    assert cli.main(["search", "--index", str(idx), "--queries", str(queries_file), "-k", "3", "--out",
+                     str(run_file), "--exact", "--lexical-weight", "30", "--lexical-pool", "8"]) == 0
+    assert "hybrid: the top 8 re-scored by 20 x cosine + 30 x BM25 / max_q" in capsys.readouterr().err
+    corpus = data.load_corpus(corpus_file)
+    queries = data.load_queries(queries_file)
+    want = lexical_rescore(search(OpenIndex(DenseIndex.load(idx), tiny), queries, 8, exact=True, progress=False),
+                           corpus, 30.0, 3)
+    got = Candidates.load(run_file)
+    assert [got[q].docids for q in want] == [want[q].docids for q in want]
+    assert any(got[q].docids != search(OpenIndex(DenseIndex.load(idx), tiny), {q: queries[q]}, 3, exact=True,
+                                       progress=False)[q].docids for q in want)  # BM25 moved something
+    # TEXT with --corpus: printed in the hybrid order
+    assert cli.main(["search", "--index", str(idx), "-k", "2", "--exact", "--lexical-weight", "30",
+                     "--lexical-pool", "8", "--corpus", str(corpus_file), QUERY_TEXTS[0]]) == 0
+    first = next(iter(want))
+    assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == list(want[first].docids[:2])
+    with pytest.raises(SystemExit):
+        cli.main(["search", "--index", str(idx), "--lexical-weight", "-3", "text"])
+
+
 def test_cli_bad_input_exits_2(tiny_bert_dir, tiny, files, tmp_path, capsys):
     corpus_file, queries_file = files
     idx = tmp_path / "idx"

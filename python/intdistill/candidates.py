@@ -306,3 +306,33 @@ def first_stage(
         for qid, row, srow in zip(qids, ids, scores)
     }
     return Candidates(lists, retriever.name)
+
+
+def lexical_rescore(cands: Candidates, corpus: Mapping[str, Passage], weight: float, n: int, *, scale: float = 20.0,
+                    bm25=None, passage_text: Callable[[Passage], str] = Passage.full_text) -> Candidates:
+    """Hybrid retrieval: every list re-scored by ``scale · score + weight · bm25(q, p) / max_q``, re-sorted
+    (best first; ties keep the dense order) and cut to its first ``n``. The lexical term is the ranker's
+    (:mod:`intdistill.lexical`, the same units as ``train-ranker --lexical-weight``); ``score`` is the
+    first stage's (the cosine, for a retriever that normalises), so ``scale`` 20 puts the two on the ranker's
+    footing. ``bm25``: fitted on ``corpus`` (``passage_text`` of every passage) when not given. Weight 0 only
+    cuts the lists."""
+    from intdistill.lexical import BM25, check_weight
+
+    weight = check_weight(weight, "lexical weight")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected an int >= 1, got {n!r}")
+    if bm25 is None and weight > 0:
+        bm25 = BM25.fit(passage_text(p) for p in corpus.values())
+    lists = {}
+    for qid, cl in cands.items():
+        fused = scale * np.asarray(cl.scores, dtype=np.float64)
+        if weight > 0:
+            missing = [d for d in cl.docids if d not in corpus]
+            if missing:
+                raise DataError(None, None, f"query {qid!r}: candidate {missing[0]!r} is not in the corpus")
+            fused = fused + weight * bm25.normalized(cl.query, [passage_text(corpus[d]) for d in cl.docids])
+        order = np.argsort(-fused, kind="stable")[:n]
+        lists[qid] = CandidateList(tuple(cl.docids[i] for i in order), tuple(float(fused[i]) for i in order),
+                                   cl.query)
+    name = f"{cands.retriever}+bm25x{weight:g}" if weight > 0 else cands.retriever
+    return Candidates(lists, name)

@@ -27,6 +27,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", default=None, help="with TEXT: show the first words of each passage")
     parser.add_argument("--words", type=positive_int, default=20, help="passage words shown (default 20)")
     parser.add_argument("--exact", action="store_true", help="exhaustive search instead of HNSW (for checking)")
+    from intdistill.stages.training import non_negative_float
+
+    parser.add_argument("--lexical-weight", type=non_negative_float, default=0.0, metavar="W",
+                        help="hybrid search: re-score the top --lexical-pool by 20 x cosine + W x BM25 / the query's "
+                             "bound (the ranker's lexical term; BM25 fitted on --corpus, else the index's recorded "
+                             "corpus, at start) and keep the best k. 0 (the default): dense only")
+    parser.add_argument("--lexical-pool", type=positive_int, default=100, metavar="M",
+                        help="with --lexical-weight: passages re-scored per query (default 100)")
     from intdistill.commands.rag import INDEX_FIELDS
     from intdistill.stages.llm_steps import RagConfig
 
@@ -52,11 +60,22 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     index, retriever = open_index(args, args.k)
+    pool = min(max(args.k, args.lexical_pool), len(index)) if args.lexical_weight > 0 else args.k
+    if args.lexical_weight > 0 and corpus is None:
+        from intdistill.stages.judge import index_corpus
+
+        corpus = index_corpus(index, args.index, args.corpus)
     t1 = time.perf_counter()
     asked = queries if queries is not None else {
         str(i + 1): data.Query(str(i + 1), text) for i, text in enumerate(args.texts)}
-    found = search(OpenIndex(index, retriever), asked, args.k, exact=args.exact, batch_size=args.batch_size,
+    found = search(OpenIndex(index, retriever), asked, pool, exact=args.exact, batch_size=args.batch_size,
                    progress=queries is not None)
+    if args.lexical_weight > 0:
+        from intdistill.candidates import lexical_rescore
+
+        found = lexical_rescore(found, corpus, args.lexical_weight, args.k)
+        print(f"hybrid: the top {pool} re-scored by 20 x cosine + {args.lexical_weight:g} x BM25 / max_q",
+              file=sys.stderr)
     t2 = time.perf_counter()
 
     if queries is None:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from intdistill.stages.config import StageConfig, non_negative_int, option, positive_int, unit_interval
+from intdistill.stages.training import non_negative_float
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,12 @@ class CandidatesConfig(EncodingOptions):
     max_queries: int | None = option(None, "use at most the first N queries", type=positive_int)
     sample: int | None = option(None, "use a seeded random sample of N queries (in file order)", type=positive_int)
     seed: int = option(0, "seed for --sample (default 0)", type=int)
+    lexical_weight: float = option(0.0, "hybrid retrieval: re-score the dense top --lexical-pool by 20 x cosine + "
+                                        "W x BM25 (fitted on --corpus) / the query's bound, the ranker's lexical term "
+                                        "in train-ranker's units, and keep the best n. 0 (the default): dense only",
+                                   type=non_negative_float, metavar="W")
+    lexical_pool: int = option(100, "with --lexical-weight: dense candidates re-scored per query (default 100)",
+                               type=positive_int, metavar="M")
 
 
 def candidates(cfg: CandidatesConfig):
@@ -89,11 +96,18 @@ def candidates(cfg: CandidatesConfig):
         raise data.DataError(where, None, "expected at least one query to retrieve for, got none")
     queries = select_queries(queries, sample=cfg.sample, seed=cfg.seed, max_queries=cfg.max_queries)
 
+    pool = min(max(cfg.n, cfg.lexical_pool), len(corpus)) if cfg.lexical_weight > 0 else cfg.n
     t0 = time.perf_counter()
     retriever = Retriever.load(cfg.retriever, device=cfg.device)
     t1 = time.perf_counter()
-    cands = first_stage(retriever, corpus, queries, cfg.n, batch_size=cfg.batch_size, progress=True,
+    cands = first_stage(retriever, corpus, queries, pool, batch_size=cfg.batch_size, progress=True,
                         cache_dir=cfg.cache_dir, encode=ray_encoder(cfg, retriever))
+    if cfg.lexical_weight > 0:
+        from intdistill.candidates import lexical_rescore
+
+        cands = lexical_rescore(cands, corpus, cfg.lexical_weight, cfg.n)
+        print(f"hybrid: the dense top {pool} re-scored by 20 x cosine + {cfg.lexical_weight:g} x BM25 / max_q",
+              file=sys.stderr)
     t2 = time.perf_counter()
     if str(cfg.out).endswith(RUN_SUFFIXES):
         data.save_run(cands.to_run(), cfg.out)

@@ -383,6 +383,63 @@ def test_cli_rag_and_ask_end_to_end(fake, tiny_index, tmp_path, capsys):
     assert "fake-model (cached)" in capsys.readouterr().err and fake.n_requests == 6
 
 
+def test_hybrid_retrieve_rescores_the_inner_pool(tiny_index):
+    """HybridRetrieve: the inner retrieve's top pool (capped at limit) re-scored by lexical_rescore, cut to k."""
+    from intdistill.candidates import CandidateList, Candidates, lexical_rescore
+    from intdistill.rag import HybridRetrieve, IndexRetrieve
+
+    index, retriever = tiny_index
+    inner = IndexRetrieve(index, retriever)
+    texts = [CASES[q][0] for q in CASES]
+    hybrid = HybridRetrieve(inner, CORPUS, 30.0, pool=4, limit=len(index))
+    got = hybrid(texts, 2)
+    dense = inner(texts, 4)
+    want = lexical_rescore(Candidates({str(i): CandidateList(tuple(d), tuple(map(float, s)), t)
+                                       for i, (d, s, t) in enumerate(zip(dense.docids, dense.scores, texts))}),
+                           CORPUS, 30.0, 2)
+    assert got.docids == [list(want[str(i)].docids) for i in range(len(texts))]
+    np.testing.assert_allclose(got.scores, [want[str(i)].scores for i in range(len(texts))], rtol=1e-6)
+    assert got.scores.shape == (len(texts), 2)
+    assert hybrid.retrieval_id == retriever.fingerprint() + "+bm25x30/4"
+    # a pool past the index is the index; k past the pool widens it
+    assert HybridRetrieve(inner, CORPUS, 30.0, pool=100, limit=len(index))(texts[:1], 3).scores.shape == (1, 3)
+    assert len(HybridRetrieve(inner, CORPUS, 30.0, pool=1, limit=len(index))(texts[:1], 3).docids[0]) == 3
+    for kwargs, message in (({"weight": -1.0}, "lexical weight: expected a finite number >= 0"),
+                            ({"weight": 1.0, "pool": 0}, "pool: expected an int >= 1")):
+        with pytest.raises(ValueError, match=message):
+            HybridRetrieve(inner, CORPUS, **kwargs)
+    with pytest.raises(TypeError, match="inner: expected a callable"):
+        HybridRetrieve(index, CORPUS, 1.0)
+
+
+def test_cli_rag_and_ask_hybrid(fake, tiny_index, tmp_path, capsys):
+    """rag/ask --lexical-weight: the passages and scores of HybridRetrieve, its retrieval id in the predictions."""
+    from intdistill.rag import HybridRetrieve, IndexRetrieve
+
+    index, retriever = tiny_index
+    idx = Path(index.meta.corpus_path).parent / "idx"
+    queries = _queries_file(tmp_path / "q.jsonl", CASES)
+    preds = tmp_path / "preds.jsonl"
+    llm = ["--llm-base-url", fake.base_url, "--llm-model", "fake-model", "--max-retries", "0",
+           "--cache", str(tmp_path / "cache.sqlite")]
+    assert cli.main(["rag", "--index", str(idx), "--queries", str(queries), "-k", "2", "--out", str(preds),
+                     "--device", "cpu", "--lexical-weight", "30", "--lexical-pool", "5", *llm]) == 0
+    assert "hybrid: the top 5 re-scored by 20 x cosine + 30 x BM25 / max_q" in capsys.readouterr().err
+    hybrid = HybridRetrieve(IndexRetrieve(index, retriever), CORPUS, 30.0, pool=5, limit=len(index))
+    recs = load_predictions(preds)
+    for qid in CASES:
+        want = hybrid([CASES[qid][0]], 2)
+        assert list(recs[qid].docids) == want.docids[0]
+        assert recs[qid].scores == pytest.approx(want.scores[0].tolist(), abs=1e-5)
+        assert recs[qid].retrieval_id == hybrid.retrieval_id
+    assert cli.main(["ask", "What is the capital of France?", "--index", str(idx), "-k", "2", "--device", "cpu",
+                     "--lexical-weight", "30", "--lexical-pool", "5", *llm]) == 0
+    cap = capsys.readouterr()
+    want = hybrid(["What is the capital of France?"], 2)
+    assert [line.split()[1] for line in cap.out.splitlines()[3:]] == want.docids[0]
+    assert "hybrid: the top 5" in cap.err
+
+
 def test_cli_llm_failure_exits_1_without_traceback_and_keeps_answers(fake, tiny_index, tmp_path, capsys):
     index, _ = tiny_index
     idx = Path(index.meta.corpus_path).parent / "idx"

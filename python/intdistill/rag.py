@@ -36,6 +36,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from intdistill.data import DataError, Passage, Query
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,40 @@ class IndexRetrieve:
     def __call__(self, texts: Sequence[str], k: int):
         q = self.retriever.encode_queries(list(texts), batch_size=self.batch_size, progress=False)
         return self.index.search_exact(q, k) if self.exact else self.index.search(q, k)
+
+
+class HybridRetrieve:
+    """A retrieve with BM25 at query time: ``inner``'s top ``pool`` of each question re-scored by
+    :func:`intdistill.candidates.lexical_rescore` (``20 · score + weight · bm25 / max_q``, BM25 fitted on
+    ``corpus`` once, here) and cut to ``k``. ``limit``: the most ``inner`` can return (the index's size).
+    ``retrieval_id`` is ``inner``'s with the weight and pool added, so predictions made with and without BM25
+    are told apart."""
+
+    def __init__(self, inner: "Retrieve", corpus: Mapping[str, Passage], weight: float, *, pool: int = 100,
+                 limit: int | None = None):
+        from intdistill.lexical import BM25, check_weight
+
+        if not callable(inner):
+            raise TypeError(f"inner: expected a callable (texts, k) -> Hits, got {type(inner).__name__}")
+        self.weight = check_weight(weight, "lexical weight")
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+            raise ValueError(f"pool: expected an int >= 1, got {pool!r}")
+        self.inner, self.corpus, self.pool, self.limit = inner, corpus, pool, limit
+        self.bm25 = BM25.fit(p.full_text() for p in corpus.values())
+        inner_id = str(getattr(inner, "retrieval_id", "") or "")
+        self.retrieval_id = f"{inner_id}+bm25x{self.weight:g}/{pool}"
+
+    def __call__(self, texts: Sequence[str], k: int):
+        from intdistill.candidates import CandidateList, Candidates, lexical_rescore
+        from intdistill.index import Hits
+
+        pool = max(k, self.pool) if self.limit is None else min(max(k, self.pool), self.limit)
+        hits = self.inner(list(texts), pool)
+        lists = Candidates({str(i): CandidateList(tuple(d), tuple(float(x) for x in row), t)
+                            for i, (d, row, t) in enumerate(zip(hits.docids, hits.scores, texts))})
+        fused = lexical_rescore(lists, self.corpus, self.weight, k, bm25=self.bm25)
+        rows = [fused[str(i)] for i in range(len(texts))]
+        return Hits([list(r.docids) for r in rows], np.array([r.scores for r in rows], dtype=np.float32))
 
 
 Retrieve = Callable[[Sequence[str], int], object]  # returns Hits-like: .docids (nq lists), .scores (nq, k)

@@ -36,7 +36,10 @@ def run(args) -> int:
     config = reader_config(args)
     index, retriever = open_index(args, args.k)
     corpus = index_corpus(index, args.index, args.corpus)
-    retrieve = IndexRetrieve(index, retriever, allow_mismatch=args.allow_retriever_mismatch, batch_size=args.batch_size)
+    from intdistill.stages.llm_steps import hybrid
+
+    retrieve = hybrid(IndexRetrieve(index, retriever, allow_mismatch=args.allow_retriever_mismatch,
+                                    batch_size=args.batch_size), args, corpus, len(index))
     with open_llm(args) as client:
         # a budget stop (BudgetExceeded) is reported by cli.main: exit 3
         answer = ask(args.question, retrieve, corpus, client, args.k, config=config, snippet_words=args.words)

@@ -14,7 +14,7 @@ import argparse
 
 READER_FIELDS = frozenset({"template", "max_words", "max_tokens", "temperature", "llm_seed"})
 INDEX_FIELDS = frozenset({"index", "retriever", "expansion_search", "mmap", "allow_retriever_mismatch", "batch_size",
-                          "device"})
+                          "device", "lexical_weight", "lexical_pool"})
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -27,14 +27,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", default=None, help="with TEXT: show the first words of each passage")
     parser.add_argument("--words", type=positive_int, default=20, help="passage words shown (default 20)")
     parser.add_argument("--exact", action="store_true", help="exhaustive search instead of HNSW (for checking)")
-    from intdistill.stages.training import non_negative_float
-
-    parser.add_argument("--lexical-weight", type=non_negative_float, default=0.0, metavar="W",
-                        help="hybrid search: re-score the top --lexical-pool by 20 x cosine + W x BM25 / the query's "
-                             "bound (the ranker's lexical term; BM25 fitted on --corpus, else the index's recorded "
-                             "corpus, at start) and keep the best k. 0 (the default): dense only")
-    parser.add_argument("--lexical-pool", type=positive_int, default=100, metavar="M",
-                        help="with --lexical-weight: passages re-scored per query (default 100)")
     from intdistill.commands.rag import INDEX_FIELDS
     from intdistill.stages.llm_steps import RagConfig
 

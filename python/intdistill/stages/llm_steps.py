@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from intdistill.data import DataError
 from intdistill.stages.config import StageConfig, Stopped, option, positive_int
 from intdistill.stages.first_stage import EncodingOptions, ray_encoder
+from intdistill.stages.training import non_negative_float
 
 LLM = "LLM endpoint (any OpenAI-compatible chat endpoint)"
 RAY = "Ray (optional)"
@@ -292,6 +293,12 @@ class RagConfig(LLMOptions):
                                                    "the index", group=INDEX)
     batch_size: int = option(64, "encoding batch size (default 64)", type=positive_int, group=INDEX)
     device: str | None = option(None, "torch device (default: cuda when available, else cpu)", group=INDEX)
+    lexical_weight: float = option(0.0, "hybrid search: re-score the top --lexical-pool by 20 x cosine + W x BM25 / the "
+                                        "query's bound (the ranker's lexical term; BM25 fitted on the corpus at start) "
+                                        "and keep the best k. 0 (the default): dense only", type=non_negative_float,
+                                   metavar="W", group=INDEX)
+    lexical_pool: int = option(100, "with --lexical-weight: passages re-scored per query (default 100)",
+                               type=positive_int, metavar="M", group=INDEX)
 
 
 
@@ -307,6 +314,18 @@ def reader_config(opts):
         raise DataError(None, None, str(e)) from None
 
 
+def hybrid(retrieve, opts, corpus, limit: int):
+    """``retrieve`` with BM25 at query time (:class:`intdistill.rag.HybridRetrieve`) when ``opts.lexical_weight``
+    (a :class:`RagConfig`, or parsed flags with its index fields) is positive, else ``retrieve`` itself."""
+    if not opts.lexical_weight:
+        return retrieve
+    from intdistill.rag import HybridRetrieve
+
+    print(f"hybrid: the top {min(max(opts.k, opts.lexical_pool), limit)} re-scored by 20 x cosine + "
+          f"{opts.lexical_weight:g} x BM25 / max_q", file=sys.stderr)
+    return HybridRetrieve(retrieve, corpus, opts.lexical_weight, pool=opts.lexical_pool, limit=limit)
+
+
 def rag(cfg: RagConfig):
     """Answer the questions of ``cfg`` from the top ``k`` of its index, appending to ``cfg.out`` (resumable);
     returns the :class:`intdistill.rag.RagResult` (its ``stopped`` says whether a budget stopped it)."""
@@ -320,7 +339,8 @@ def rag(cfg: RagConfig):
                                   expansion_search=cfg.expansion_search, device=cfg.device,
                                   allow_mismatch=cfg.allow_retriever_mismatch)
     corpus = index_corpus(index, cfg.index, cfg.corpus)
-    retrieve = IndexRetrieve(index, retriever, allow_mismatch=cfg.allow_retriever_mismatch, batch_size=cfg.batch_size)
+    retrieve = hybrid(IndexRetrieve(index, retriever, allow_mismatch=cfg.allow_retriever_mismatch,
+                                    batch_size=cfg.batch_size), cfg, corpus, len(index))
     unanswerable = sum(1 for q in queries.values() if not q.answers)
     if unanswerable:
         print(f"note: {unanswerable} of {len(queries)} questions have no gold answers: they are answered, not scored",

@@ -308,6 +308,12 @@ def first_stage(
     return Candidates(lists, retriever.name)
 
 
+def rescore_pool(n: int, pool: int, limit: int | None = None) -> int:
+    """How many dense candidates :func:`lexical_rescore` re-scores to keep the best ``n``: ``pool``, at least
+    ``n``, at most ``limit`` (the passages there are)."""
+    return max(n, pool) if limit is None else min(max(n, pool), limit)
+
+
 def lexical_rescore(cands: Candidates, corpus: Mapping[str, Passage], weight: float, n: int, *, scale: float = 20.0,
                     bm25=None, passage_text: Callable[[Passage], str] = Passage.full_text) -> Candidates:
     """Hybrid retrieval: every list re-scored by ``scale · score + weight · bm25(q, p) / max_q``, re-sorted

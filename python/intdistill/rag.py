@@ -106,12 +106,17 @@ class HybridRetrieve:
         inner_id = str(getattr(inner, "retrieval_id", "") or "")
         self.retrieval_id = f"{inner_id}+bm25x{self.weight:g}/{pool}"
 
+    def pool_for(self, k: int) -> int:
+        """The passages ``inner`` is asked for to keep the best ``k``."""
+        from intdistill.candidates import rescore_pool
+
+        return rescore_pool(k, self.pool, self.limit)
+
     def __call__(self, texts: Sequence[str], k: int):
         from intdistill.candidates import CandidateList, Candidates, lexical_rescore
         from intdistill.index import Hits
 
-        pool = max(k, self.pool) if self.limit is None else min(max(k, self.pool), self.limit)
-        hits = self.inner(list(texts), pool)
+        hits = self.inner(list(texts), self.pool_for(k))
         lists = Candidates({str(i): CandidateList(tuple(d), tuple(float(x) for x in row), t)
                             for i, (d, row, t) in enumerate(zip(hits.docids, hits.scores, texts))})
         fused = lexical_rescore(lists, self.corpus, self.weight, k, bm25=self.bm25)

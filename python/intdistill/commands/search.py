@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     index, retriever = open_index(args, args.k)
-    pool = min(max(args.k, args.lexical_pool), len(index)) if args.lexical_weight > 0 else args.k
+    from intdistill.candidates import lexical_rescore, rescore_pool
+
+    pool = rescore_pool(args.k, args.lexical_pool, len(index)) if args.lexical_weight > 0 else args.k
     if args.lexical_weight > 0 and corpus is None:
         from intdistill.stages.judge import index_corpus
 
@@ -63,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
     found = search(OpenIndex(index, retriever), asked, pool, exact=args.exact, batch_size=args.batch_size,
                    progress=queries is not None)
     if args.lexical_weight > 0:
-        from intdistill.candidates import lexical_rescore
-
         found = lexical_rescore(found, corpus, args.lexical_weight, args.k)
         print(f"hybrid: the top {pool} re-scored by 20 x cosine + {args.lexical_weight:g} x BM25 / max_q",
               file=sys.stderr)

@@ -43,6 +43,26 @@ def non_negative_int(value) -> int:
     return _int_at_least(value, 0, "an integer >= 0")
 
 
+def _finite_float(value, *, zero: bool, expected: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if isinstance(value, bool) or not (0 <= x if zero else 0 < x) or not x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+    return x
+
+
+def positive_float(value) -> float:
+    """A finite number > 0 (argparse type)."""
+    return _finite_float(value, zero=False, expected="a positive number")
+
+
+def non_negative_float(value) -> float:
+    """A finite number >= 0 (argparse type)."""
+    return _finite_float(value, zero=True, expected="a finite number >= 0")
+
+
 def unit_interval(value) -> float:
     """A number in (0, 1] (argparse type)."""
     try:

@@ -12,8 +12,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from intdistill.stages.config import StageConfig, non_negative_int, option, positive_int, unit_interval
-from intdistill.stages.training import non_negative_float
+from intdistill.stages.config import (StageConfig, non_negative_float, non_negative_int, option, positive_int,
+                                      unit_interval)
 
 logger = logging.getLogger(__name__)
 
@@ -96,15 +96,15 @@ def candidates(cfg: CandidatesConfig):
         raise data.DataError(where, None, "expected at least one query to retrieve for, got none")
     queries = select_queries(queries, sample=cfg.sample, seed=cfg.seed, max_queries=cfg.max_queries)
 
-    pool = min(max(cfg.n, cfg.lexical_pool), len(corpus)) if cfg.lexical_weight > 0 else cfg.n
+    from intdistill.candidates import lexical_rescore, rescore_pool
+
+    pool = rescore_pool(cfg.n, cfg.lexical_pool, len(corpus)) if cfg.lexical_weight > 0 else cfg.n
     t0 = time.perf_counter()
     retriever = Retriever.load(cfg.retriever, device=cfg.device)
     t1 = time.perf_counter()
     cands = first_stage(retriever, corpus, queries, pool, batch_size=cfg.batch_size, progress=True,
                         cache_dir=cfg.cache_dir, encode=ray_encoder(cfg, retriever))
     if cfg.lexical_weight > 0:
-        from intdistill.candidates import lexical_rescore
-
         cands = lexical_rescore(cands, corpus, cfg.lexical_weight, cfg.n)
         print(f"hybrid: the dense top {pool} re-scored by 20 x cosine + {cfg.lexical_weight:g} x BM25 / max_q",
               file=sys.stderr)

@@ -14,9 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from intdistill.data import DataError
-from intdistill.stages.config import StageConfig, Stopped, option, positive_int
+from intdistill.stages.config import StageConfig, Stopped, non_negative_float, option, positive_int
 from intdistill.stages.first_stage import EncodingOptions, ray_encoder
-from intdistill.stages.training import non_negative_float
 
 LLM = "LLM endpoint (any OpenAI-compatible chat endpoint)"
 RAY = "Ray (optional)"
@@ -321,9 +320,10 @@ def hybrid(retrieve, opts, corpus, limit: int):
         return retrieve
     from intdistill.rag import HybridRetrieve
 
-    print(f"hybrid: the top {min(max(opts.k, opts.lexical_pool), limit)} re-scored by 20 x cosine + "
-          f"{opts.lexical_weight:g} x BM25 / max_q", file=sys.stderr)
-    return HybridRetrieve(retrieve, corpus, opts.lexical_weight, pool=opts.lexical_pool, limit=limit)
+    wrapped = HybridRetrieve(retrieve, corpus, opts.lexical_weight, pool=opts.lexical_pool, limit=limit)
+    print(f"hybrid: the top {wrapped.pool_for(opts.k)} re-scored by 20 x cosine + {opts.lexical_weight:g} x BM25 / "
+          f"max_q", file=sys.stderr)
+    return wrapped
 
 
 def rag(cfg: RagConfig):

@@ -10,14 +10,13 @@ to stderr. Under ``torchrun`` every process runs the same function; rank 0 alone
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from dataclasses import dataclass
 
 from intdistill.data import DataError
-from intdistill.stages.config import StageConfig, option, positive_int
+from intdistill.stages.config import StageConfig, non_negative_float, option, positive_float, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -25,26 +24,6 @@ TRAINING = "training"
 RANKER = "the ranker"
 DEV_RANKER = "dev evaluation (re-rank dev candidate lists each epoch, keep the best)"
 DEV_RETRIEVER = "dev evaluation (retrieval over the whole corpus each epoch, keep the best)"
-
-
-def _finite_float(value, *, zero: bool, expected: str) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        x = float("nan")
-    if isinstance(value, bool) or not (0 <= x if zero else 0 < x) or not x < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
-    return x
-
-
-def positive_float(value) -> float:
-    """A finite number > 0 (argparse type)."""
-    return _finite_float(value, zero=False, expected="a positive number")
-
-
-def non_negative_float(value) -> float:
-    """A finite number >= 0 (argparse type)."""
-    return _finite_float(value, zero=True, expected="a finite number >= 0")
 
 
 def _lr(default: float):

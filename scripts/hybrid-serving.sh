@@ -14,32 +14,27 @@ S=${SQUAD:-work/squad-dev}
 D=${SCIFACT:-../shared/data/scifact}
 W=${W:-30}
 mkdir -p "$O"
-run() {  # run OUT.trec ARGS...: skip when done
-    local out=$1
-    shift
-    [ -f "$out" ] || $IDX candidates "$@" --out "$out"
+both() {  # both SET NAME ARGS...: `candidates ARGS` dense and hybrid (skipped when done), added to runs as NAME
+    local set=$1 name=$2 w
+    shift 2
+    for w in 0 "$W"; do  # weight 0: dense only
+        local out=$O/$set-$name.trec tag=$name
+        [ "$w" = 0 ] || { out=$O/$set-$name-bm25.trec; tag=$name+bm25; }
+        [ -f "$out" ] || $IDX candidates "$@" --lexical-weight "$w" --out "$out"
+        runs+=(--run "$tag=$out")
+    done
 }
+runs=()
 sq=(--corpus "$S/corpus.jsonl" --queries "$S/test-queries.jsonl" -n 20)
-run "$O/squad-base.trec" "${sq[@]}"
-run "$O/squad-base-bm25.trec" "${sq[@]}" --lexical-weight "$W"
-runs=(--run base="$O/squad-base.trec" --run base+bm25="$O/squad-base-bm25.trec")
-if [ -n "${SQUAD_RETRIEVER:-}" ]; then
-    run "$O/squad-distilled.trec" "${sq[@]}" --retriever "$SQUAD_RETRIEVER"
-    run "$O/squad-distilled-bm25.trec" "${sq[@]}" --retriever "$SQUAD_RETRIEVER" --lexical-weight "$W"
-    runs+=(--run distilled="$O/squad-distilled.trec" --run distilled+bm25="$O/squad-distilled-bm25.trec")
-fi
+both squad base "${sq[@]}"
+[ -z "${SQUAD_RETRIEVER:-}" ] || both squad distilled "${sq[@]}" --retriever "$SQUAD_RETRIEVER"
 echo "SQuAD dev part, 300 test questions"
 $IDX evaluate --queries "$S/test-queries.jsonl" --corpus "$S/corpus.jsonl" "${runs[@]}" -m Acc@1 Acc@5 Acc@20 \
     --format markdown
+runs=()
 sf=(--corpus "$D" --queries "$D/queries.jsonl" --qrels "$D/qrels/test.tsv" -n 100)
-run "$O/scifact-base.trec" "${sf[@]}"
-run "$O/scifact-base-bm25.trec" "${sf[@]}" --lexical-weight "$W"
-runs=(--run base="$O/scifact-base.trec" --run base+bm25="$O/scifact-base-bm25.trec")
-if [ -n "${SCIFACT_RETRIEVER:-}" ]; then
-    run "$O/scifact-distilled.trec" "${sf[@]}" --retriever "$SCIFACT_RETRIEVER"
-    run "$O/scifact-distilled-bm25.trec" "${sf[@]}" --retriever "$SCIFACT_RETRIEVER" --lexical-weight "$W"
-    runs+=(--run distilled="$O/scifact-distilled.trec" --run distilled+bm25="$O/scifact-distilled-bm25.trec")
-fi
+both scifact base "${sf[@]}"
+[ -z "${SCIFACT_RETRIEVER:-}" ] || both scifact distilled "${sf[@]}" --retriever "$SCIFACT_RETRIEVER"
 echo "SciFact, 300 test queries"
 $IDX evaluate --qrels "$D/qrels/test.tsv" "${runs[@]}" -m nDCG@10 RR@10 R@100 --format markdown
 # RAG_QUESTIONS=N: the first N SQuAD test questions answered by the local Qwen2.5-Coder-1.5B from the top 3 of

@@ -5,7 +5,6 @@ against the fake OpenAI-compatible server over real HTTP, through the real CLI."
 from __future__ import annotations
 
 import json
-import random
 import sys
 import threading
 import time
@@ -91,20 +90,20 @@ def _fast_malformed_retries(monkeypatch):
 
 
 def test_label_finishes_in_one_run_through_malformed_answers(fake, tmp_path, capsys, monkeypatch):
-    """One request in ten answers 200 with a body that is not JSON (an HTML proxy page or cut JSON), one in ten
-    200 with empty choices, and some with no content: every query is labelled in ONE invocation."""
+    """200 answers that are not JSON (an HTML proxy page, cut JSON), 200 with empty choices and 200 with no content,
+    spread over the queries: every query is labelled in ONE invocation. The faults are keyed to each query's own
+    attempts, not to a global request count that concurrent workers interleave, so no query meets more bad answers
+    in a row (at most 3) than --max-retries 3 allows and the run is the same on every machine."""
     _fast_malformed_retries(monkeypatch)
-    lock, seen = threading.Lock(), [0]
+    lock, attempts = threading.Lock(), {}
+    plan = {0: (html, malformed, empty_choices), 1: (empty_choices,), 2: (no_content, malformed), 3: (malformed,)}
 
-    def flaky(body):  # request n: n % 10 == 3 not JSON (HTML page / cut JSON by turns), n % 10 == 7 no choices
+    def flaky(body):  # query i meets plan[i % 5] in turn on its first attempts, then a good answer
+        about = _about(body)
         with lock:
-            seen[0] += 1
-            n = seen[0]
-        if n % 10 == 3:
-            return html() if n % 20 == 3 else malformed()
-        if n % 10 == 7:
-            return empty_choices()
-        return no_content() if n % 25 == 11 else None
+            k = attempts[about] = attempts.get(about, 0) + 1
+        faults = plan.get(int(about) % 5, ()) if about.isdigit() else ()
+        return faults[k - 1]() if k <= len(faults) else None
 
     fake.rule = flaky
     paths = _files(tmp_path, 60)
@@ -115,7 +114,7 @@ def test_label_finishes_in_one_run_through_malformed_answers(fake, tmp_path, cap
     assert sorted(labels) == sorted(f"q{i}" for i in range(60))
     assert all(lab.permutation == (2, 1, 0) for lab in labels.values())  # the fake's reversed order
     bad = sum(1 for r in fake.requests if r["behaviour"].kind != "ok")
-    assert bad >= 12  # the faults really happened: about 2 in 10 requests
+    assert bad == 12 * (3 + 1 + 2 + 1)  # the faults really happened, each one as planned
     assert f"{bad} malformed answers" in err and "60 labelled now, 0 already done, 0 failed" in err
     assert not failed_path(out).exists()
 
@@ -187,15 +186,15 @@ def test_rag_finishes_with_a_failed_question_then_the_rerun_answers_it(fake, tmp
     from test_rag import CASES, CORPUS, _queries_file  # the questions and passages of the RAG tests
 
     _fast_malformed_retries(monkeypatch)
-    rng = random.Random(1)
-    fault = {"on": True}
+    fault, lock, attempts = {"on": True}, threading.Lock(), {}
 
-    def rule(body):
-        text = json.dumps(body)
+    def rule(body):  # each question: a cut JSON body, then empty choices, then a good answer (per question, so
+        text = json.dumps(body)  # the concurrent workers' interleaving cannot change what any question meets)
         if fault["on"] and "Who wrote Hamlet?" in text:
             return status(502, retry_after_ms="1")
-        x = rng.random()
-        return malformed() if x < 0.1 else empty_choices() if x < 0.2 else None
+        with lock:
+            k = attempts[text] = attempts.get(text, 0) + 1
+        return malformed() if k == 1 else empty_choices() if k == 2 else None
 
     fake.rule = rule
     corpus_file = tmp_path / "corpus.jsonl"

@@ -15,7 +15,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_openai import (  # noqa: E402
     FakeOpenAI,
-    Behaviour,
     empty_choices,
     free_closed_port,
     html,

@@ -302,7 +302,7 @@ def test_cli_search_lexical_weight(tiny_bert_dir, tiny, files, tmp_path, capsys)
     run_file = tmp_path / "hybrid.jsonl"
     assert cli.main(["search", "--index", str(idx), "--queries", str(queries_file), "-k", "3", "--out",
                      str(run_file), "--exact", "--lexical-weight", "30", "--lexical-pool", "8"]) == 0
-    assert "hybrid: the top 8 re-scored by 20 x cosine + 30 x BM25 / max_q" in capsys.readouterr().err
+    assert "hybrid: the dense top 8 re-scored by 20 x cosine + 30 x BM25 / max_q" in capsys.readouterr().err
     corpus = data.load_corpus(corpus_file)
     queries = data.load_queries(queries_file)
     want = lexical_rescore(search(OpenIndex(DenseIndex.load(idx), tiny), queries, 8, exact=True, progress=False),

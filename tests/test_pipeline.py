@@ -84,6 +84,11 @@ def test_load_config_resolves_paths_relative_to_the_file(tmp_path):
     ("[curve]\nsizes = [0]\n", r"\[curve\] sizes: expected a list of positive integers, got \[0\]"),
     ("[rag]\nretrievers = ['nope']\n", r"\[rag\] retrievers: expected a list of base/llm/gold-first"),
     ("[label]\nmax_queries = -1\n", r"\[label\] max_queries: expected a positive integer, got -1"),
+    ("[evaluate]\nlexical_weight = -1\n", r"\[evaluate\] lexical_weight: expected a number >= 0 .*got -1"),
+    ("[evaluate]\nlexical_weight = 'bm25'\n", r"\[evaluate\] lexical_weight: expected a number >= 0 .*got 'bm25'"),
+    ("[evaluate]\nlexical_weight = nan\n", r"\[evaluate\] lexical_weight: expected a number >= 0 .*got nan"),
+    ("[evaluate]\nlexical_pool = 0\n", r"\[evaluate\] lexical_pool: expected a positive integer, got 0"),
+    ("[evaluate]\ndepth = 2.5\n", r"\[evaluate\] depth: expected a positive integer, got 2.5"),
     ("[data\n", "expected valid TOML"),
     ("[llm]\napi_key = 'sk-123'\n", r"\[llm\] api_key: secrets are read from the environment only"),
 ])
@@ -389,6 +394,8 @@ epochs = 1
 batch_size = 4
 [evaluate]
 depth = 5
+lexical_weight = 30
+lexical_pool = 8
 [rag]
 k = 2
 max_queries = 3
@@ -416,7 +423,22 @@ sizes = [4, 8]
     # output the pipeline reads (label-report and evaluate JSON, rag's score lines) is not echoed to stdout
     assert '"position_counts"' not in out and '"baseline"' not in out and not out.startswith("EM ")
     ev = json.loads((work / "evaluate.json").read_text())
-    assert set(ev["means"]) == {"base", "llm", "gold-first"} and ev["measures"] == ["Acc@1", "Acc@5", "Acc@20"]
+    assert list(ev["means"]) == ["base", "llm", "gold-first", "base+bm25", "llm+bm25", "gold-first+bm25"]
+    assert ev["measures"] == ["Acc@1", "Acc@5", "Acc@20"] and ev["baseline"] == "base"
+    assert ev["hybrid"] == {"lexical_weight": 30.0, "lexical_pool": 8}
+    # each +bm25 run is what `intdistill search --lexical-weight` gives from that retriever's index; the dense run
+    # is the dense top 5 (the pool's first 5), as plain `intdistill search -k 5` gives
+    from intdistill import data as data_mod
+
+    for name, index in (("base", work / "index-base"), ("llm", work / "index")):
+        for extra, run in (([], f"{name}.trec"), (["--lexical-weight", "30", "--lexical-pool", "8"], f"{name}+bm25.trec")):
+            again = tmp_path / f"again-{run}"
+            assert cli.main(["search", "--index", str(index), "--queries", str(load_config(path).data["test_queries"]),
+                             "-k", "5", "--out", str(again), *extra]) == 0
+            mine, theirs = data_mod.load_run(work / "runs" / run), data_mod.load_run(again)
+            assert {q: list(d) for q, d in mine.items()} == {q: list(d) for q, d in theirs.items()}, run
+            assert all(mine[q][d] == pytest.approx(theirs[q][d], abs=1e-4) for q in mine for d in mine[q]), run
+    out, err = capsys.readouterr()
     rag = json.loads((work / "rag.json").read_text())
     assert set(rag["scores"]) == {"base", "llm"} and rag["scores"]["base"]["scored"] == 3
     assert set(rag["tests"]) == {"llm"} and rag["tests"]["llm"]["f1"]["n"] == 3
@@ -429,6 +451,7 @@ sizes = [4, 8]
         assert (work / png).stat().st_size > 1000, png
     report = (work / "report.md").read_text()
     assert "## Training-set-size curve (gold-first)" in report and "![rag](rag.png)" in report
+    assert "| base+bm25 |" in report and "`intdistill search --lexical-weight 30`" in report
     m = json.loads((work / "manifest.json").read_text())
     assert all(m["stages"][s]["status"] == "done" for s in STAGES)
     assert m["stages"]["train-ranker"]["commands"][0][:3] == ["train-ranker", "--corpus", str(load_config(path).data["corpus"])]

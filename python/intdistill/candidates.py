@@ -314,6 +314,11 @@ def rescore_pool(n: int, pool: int, limit: int | None = None) -> int:
     return max(n, pool) if limit is None else min(max(n, pool), limit)
 
 
+def describe_hybrid(pool: int, weight: float) -> str:
+    """How :func:`lexical_rescore` was applied, in the words every command prints it in."""
+    return f"the dense top {pool} re-scored by 20 x cosine + {weight:g} x BM25 / max_q"
+
+
 def lexical_rescore(cands: Candidates, corpus: Mapping[str, Passage], weight: float, n: int, *, scale: float = 20.0,
                     bm25=None, passage_text: Callable[[Passage], str] = Passage.full_text) -> Candidates:
     """Hybrid retrieval: every list re-scored by ``scale · score + weight · bm25(q, p) / max_q``, re-sorted

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     index, retriever = open_index(args, args.k)
-    from intdistill.candidates import lexical_rescore, rescore_pool
+    from intdistill.candidates import describe_hybrid, lexical_rescore, rescore_pool
 
     pool = rescore_pool(args.k, args.lexical_pool, len(index)) if args.lexical_weight > 0 else args.k
     if args.lexical_weight > 0 and corpus is None:
@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
                    progress=queries is not None)
     if args.lexical_weight > 0:
         found = lexical_rescore(found, corpus, args.lexical_weight, args.k)
-        print(f"hybrid: the top {pool} re-scored by 20 x cosine + {args.lexical_weight:g} x BM25 / max_q",
-              file=sys.stderr)
+        print(f"hybrid: {describe_hybrid(pool, args.lexical_weight)}", file=sys.stderr)
     t2 = time.perf_counter()
 
     if queries is None:

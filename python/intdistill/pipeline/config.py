@@ -29,7 +29,7 @@ _OWN_KEYS = {
     "gate": {"allow_weak_teacher"},
     "reference": {"gold_first", "max_queries"},
     "ranker_check": {"held_out"},
-    "evaluate": {"depth", "measures"},
+    "evaluate": {"depth", "measures", "lexical_weight", "lexical_pool"},
     "rag": {"retrievers"},
     "curve": {"sizes"},
 }
@@ -154,6 +154,15 @@ def load_config(path: str | os.PathLike) -> Config:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
             want = "a positive integer" if low == 1 else "an integer >= 0"
             raise PipelineError(path, None, f"[{sec}] {key}: expected {want}, got {v!r}")
+    ev = sections.get("evaluate", {})
+    for key, low, want in (("depth", 1, "a positive integer"), ("lexical_pool", 1, "a positive integer")):
+        v = ev.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise PipelineError(path, None, f"[evaluate] {key}: expected {want}, got {v!r}")
+    w = ev.get("lexical_weight")
+    if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf")):
+        raise PipelineError(path, None, f"[evaluate] lexical_weight: expected a number >= 0 (BM25's weight at query "
+                                        f"time; 0: dense only), got {w!r}")
     train = sections.get("train", {})
     bad = sorted(set(train) - {"nproc", "launcher"})
     if bad:

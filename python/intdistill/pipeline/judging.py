@@ -172,22 +172,46 @@ class JudgingStages:
         return comparison.to_dict()
 
     def stage_evaluate(self) -> None:
+        """Each retriever's test run and the paired tests against the base. With ``[evaluate] lexical_weight``
+        W > 0, each retriever is also judged with BM25 at query time (``NAME+bm25``: its top ``lexical_pool``
+        re-scored as ``intdistill search --lexical-weight W`` does), from the same search."""
         sec = self.cfg.section("evaluate")
         depth = int(sec.get("depth", 100))
+        weight = float(sec.get("lexical_weight", 0))
         from intdistill import data
+        from intdistill.candidates import CandidateList, Candidates, describe_hybrid, lexical_rescore, rescore_pool
         from intdistill.significance import Comparison, PairedTest
-        runs = {}
+        runs, hybrids = {}, {}
         queries = data.load_queries(self.cfg.data["test_queries"])
+        corpus = bm25 = None
+        pool = depth
+        if weight > 0:
+            from intdistill.lexical import BM25
+
+            corpus = data.load_corpus(self.cfg.data["corpus"])
+            pool = rescore_pool(depth, int(sec.get("lexical_pool", 100)), len(corpus))
+            bm25 = BM25.fit(p.full_text() for p in corpus.values())
         self.p("runs").mkdir(parents=True, exist_ok=True)
         for name in self.retrievers():
             runs[name] = self.p("runs", f"{name}.trec")
             self.record("evaluate", ["search", "--index", self.index_of(name), "--queries",
                                      self.cfg.data["test_queries"], "-k", depth, "--out", runs[name]])
-            found = self.lib.search(self.lib.open_index(self.index_of(name), depth), queries, depth,
+            found = self.lib.search(self.lib.open_index(self.index_of(name), pool), queries, pool,
                                     progress=sys.stderr.isatty())
-            data.save_run(found.to_run(), runs[name])
-            self.say(f"{name}: {len(found)} test queries x {depth} passages -> {runs[name]}")
-        result = self._evaluate("evaluate", runs)
+            dense = Candidates({q: CandidateList(cl.docids[:depth], cl.scores[:depth], cl.query)
+                                for q, cl in found.items()}, found.retriever)
+            data.save_run(dense.to_run(), runs[name])
+            self.say(f"{name}: {len(dense)} test queries x {depth} passages -> {runs[name]}")
+            if weight > 0:
+                hybrid = hybrids[f"{name}+bm25"] = self.p("runs", f"{name}+bm25.trec")
+                self.record("evaluate", ["search", "--index", self.index_of(name), "--queries",
+                                         self.cfg.data["test_queries"], "-k", depth, "--lexical-weight", weight,
+                                         "--lexical-pool", pool, "--out", hybrid])
+                data.save_run(lexical_rescore(found, corpus, weight, depth, bm25=bm25).to_run(), hybrid)
+                self.say(f"{name}+bm25: {describe_hybrid(pool, weight)} -> {hybrid}")
+        result = self._evaluate("evaluate", {**runs, **hybrids})  # the base's dense run first: the baseline
+        if weight > 0:
+            result["hybrid"] = {"lexical_weight": weight, "lexical_pool": pool}
         _atomic_json(self.p("evaluate.json"), result)
         comp = Comparison(result["baseline"], tuple(result["measures"]), result["means"],
                           {r: {m: PairedTest(**t) for m, t in ts.items()} for r, ts in result["tests"].items()})

@@ -96,7 +96,7 @@ def candidates(cfg: CandidatesConfig):
         raise data.DataError(where, None, "expected at least one query to retrieve for, got none")
     queries = select_queries(queries, sample=cfg.sample, seed=cfg.seed, max_queries=cfg.max_queries)
 
-    from intdistill.candidates import lexical_rescore, rescore_pool
+    from intdistill.candidates import describe_hybrid, lexical_rescore, rescore_pool
 
     pool = rescore_pool(cfg.n, cfg.lexical_pool, len(corpus)) if cfg.lexical_weight > 0 else cfg.n
     t0 = time.perf_counter()
@@ -106,8 +106,7 @@ def candidates(cfg: CandidatesConfig):
                         cache_dir=cfg.cache_dir, encode=ray_encoder(cfg, retriever))
     if cfg.lexical_weight > 0:
         cands = lexical_rescore(cands, corpus, cfg.lexical_weight, cfg.n)
-        print(f"hybrid: the dense top {pool} re-scored by 20 x cosine + {cfg.lexical_weight:g} x BM25 / max_q",
-              file=sys.stderr)
+        print(f"hybrid: {describe_hybrid(pool, cfg.lexical_weight)}", file=sys.stderr)
     t2 = time.perf_counter()
     if str(cfg.out).endswith(RUN_SUFFIXES):
         data.save_run(cands.to_run(), cfg.out)

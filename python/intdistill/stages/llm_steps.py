@@ -318,11 +318,11 @@ def hybrid(retrieve, opts, corpus, limit: int):
     (a :class:`RagConfig`, or parsed flags with its index fields) is positive, else ``retrieve`` itself."""
     if not opts.lexical_weight:
         return retrieve
+    from intdistill.candidates import describe_hybrid
     from intdistill.rag import HybridRetrieve
 
     wrapped = HybridRetrieve(retrieve, corpus, opts.lexical_weight, pool=opts.lexical_pool, limit=limit)
-    print(f"hybrid: the top {wrapped.pool_for(opts.k)} re-scored by 20 x cosine + {opts.lexical_weight:g} x BM25 / "
-          f"max_q", file=sys.stderr)
+    print(f"hybrid: {describe_hybrid(wrapped.pool_for(opts.k), opts.lexical_weight)}", file=sys.stderr)
     return wrapped
 
 

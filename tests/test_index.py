@@ -302,7 +302,9 @@ def test_cli_search_lexical_weight(tiny_bert_dir, tiny, files, tmp_path, capsys)
     run_file = tmp_path / "hybrid.jsonl"
     assert cli.main(["search", "--index", str(idx), "--queries", str(queries_file), "-k", "3", "--out",
                      str(run_file), "--exact", "--lexical-weight", "30", "--lexical-pool", "8"]) == 0
-    assert "hybrid: the dense top 8 re-scored by 20 x cosine + 30 x BM25 / max_q" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "hybrid: the dense top 8 re-scored by 20 x cosine + 30 x BM25 / max_q" in err
+    assert f"BM25 statistics saved with the index ({idx / 'intdistill_lexical.json'})" in err  # not refitted
     corpus = data.load_corpus(corpus_file)
     queries = data.load_queries(queries_file)
     want = lexical_rescore(search(OpenIndex(DenseIndex.load(idx), tiny), queries, 8, exact=True, progress=False),
@@ -318,6 +320,49 @@ def test_cli_search_lexical_weight(tiny_bert_dir, tiny, files, tmp_path, capsys)
     assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == list(want[first].docids[:2])
     with pytest.raises(SystemExit):
         cli.main(["search", "--index", str(idx), "--lexical-weight", "-3", "text"])
+
+
+def test_index_saves_bm25_statistics_that_search_loads_or_refits(tiny_bert_dir, files, tmp_path, capsys, caplog):
+    """`intdistill index` saves the corpus's BM25 statistics with the index; the hybrid commands load them for
+    the recorded corpus and fit them anew for another corpus, a damaged file or one fitted on other passages,
+    with the same lists each time."""
+    from intdistill.lexical import BM25
+    from intdistill.stages.judge import index_bm25
+
+    corpus_file, queries_file = files
+    idx = tmp_path / "idx"
+    assert cli.main(["index", "--retriever", str(tiny_bert_dir), "--corpus", str(corpus_file), "--out", str(idx),
+                     "--check-sample", "0"]) == 0
+    assert "BM25 statistics" in capsys.readouterr().err
+    corpus = data.load_corpus(corpus_file)
+    fitted = BM25.fit(p.full_text() for p in corpus.values())
+    assert BM25.load(idx).to_json() == fitted.to_json()
+    index = DenseIndex.load(idx)
+    bm25, how = index_bm25(index, idx, corpus)
+    assert how.startswith("BM25 statistics saved with the index") and bm25.to_json() == fitted.to_json()
+    assert index_bm25(index, idx, corpus, str(corpus_file))[1].startswith("BM25 statistics saved")  # same file
+
+    def hybrid_run(*extra):
+        out = tmp_path / "h.trec"
+        assert cli.main(["search", "--index", str(idx), "--queries", str(queries_file), "-k", "3", "--out", str(out),
+                         "--exact", "--lexical-weight", "30", "--lexical-pool", "8", *extra]) == 0
+        return {q: list(d) for q, d in data.load_run(out).items()}, capsys.readouterr().err
+
+    want, err = hybrid_run()
+    assert "saved with the index" in err
+    copy = tmp_path / "elsewhere.jsonl"  # another file (it could hold other texts): fitted on it
+    copy.write_text(corpus_file.read_text())
+    got, err = hybrid_run("--corpus", str(copy))
+    assert got == want and f"BM25 fitted on the {len(corpus)} passages" in err
+    # statistics of other passages (fewer of them): fitted anew
+    BM25.fit(p.full_text() for p in list(corpus.values())[:3]).save(idx)
+    assert index_bm25(index, idx, corpus)[1].startswith(f"BM25 fitted on the {len(corpus)} passages")
+    # a damaged file: a warning naming it, then fitted; the lists are the same
+    (idx / "intdistill_lexical.json").write_text("{not json")
+    with caplog.at_level("WARNING"):
+        got, err = hybrid_run()
+    assert got == want and "BM25 fitted on the" in err
+    assert "intdistill_lexical.json: not valid JSON" in caplog.text and "fitting BM25 on the corpus instead" in caplog.text
 
 
 def test_cli_bad_input_exits_2(tiny_bert_dir, tiny, files, tmp_path, capsys):

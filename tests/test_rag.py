@@ -424,7 +424,8 @@ def test_cli_rag_and_ask_hybrid(fake, tiny_index, tmp_path, capsys):
            "--cache", str(tmp_path / "cache.sqlite")]
     assert cli.main(["rag", "--index", str(idx), "--queries", str(queries), "-k", "2", "--out", str(preds),
                      "--device", "cpu", "--lexical-weight", "30", "--lexical-pool", "5", *llm]) == 0
-    assert "hybrid: the dense top 5 re-scored by 20 x cosine + 30 x BM25 / max_q" in capsys.readouterr().err
+    assert ("hybrid: the dense top 5 re-scored by 20 x cosine + 30 x BM25 / max_q; BM25 statistics saved with the "
+            "index") in capsys.readouterr().err
     hybrid = HybridRetrieve(IndexRetrieve(index, retriever), CORPUS, 30.0, pool=5, limit=len(index))
     recs = load_predictions(preds)
     for qid in CASES:
@@ -437,7 +438,7 @@ def test_cli_rag_and_ask_hybrid(fake, tiny_index, tmp_path, capsys):
     cap = capsys.readouterr()
     want = hybrid(["What is the capital of France?"], 2)
     assert [line.split()[1] for line in cap.out.splitlines()[3:]] == want.docids[0]
-    assert "hybrid: the dense top 5" in cap.err
+    assert "hybrid: the dense top 5" in cap.err and "saved with the index" in cap.err
 
 
 def test_cli_llm_failure_exits_1_without_traceback_and_keeps_answers(fake, tiny_index, tmp_path, capsys):

@@ -87,13 +87,13 @@ class IndexRetrieve:
 
 class HybridRetrieve:
     """A retrieve with BM25 at query time: ``inner``'s top ``pool`` of each question re-scored by
-    :func:`intdistill.candidates.lexical_rescore` (``20 · score + weight · bm25 / max_q``, BM25 fitted on
-    ``corpus`` once, here) and cut to ``k``. ``limit``: the most ``inner`` can return (the index's size).
-    ``retrieval_id`` is ``inner``'s with the weight and pool added, so predictions made with and without BM25
+    :func:`intdistill.candidates.lexical_rescore` (``20 · score + weight · bm25 / max_q``; the statistics are
+    ``bm25``, else fitted on ``corpus`` once, here) and cut to ``k``. ``limit``: the most ``inner`` can return
+    (the index's size). ``retrieval_id`` is ``inner``'s with the weight and pool added, so predictions made with and without BM25
     are told apart."""
 
     def __init__(self, inner: "Retrieve", corpus: Mapping[str, Passage], weight: float, *, pool: int = 100,
-                 limit: int | None = None):
+                 limit: int | None = None, bm25=None):
         from intdistill.lexical import BM25, check_weight
 
         if not callable(inner):
@@ -102,7 +102,7 @@ class HybridRetrieve:
         if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
             raise ValueError(f"pool: expected an int >= 1, got {pool!r}")
         self.inner, self.corpus, self.pool, self.limit = inner, corpus, pool, limit
-        self.bm25 = BM25.fit(p.full_text() for p in corpus.values())
+        self.bm25 = bm25 if bm25 is not None else BM25.fit(p.full_text() for p in corpus.values())
         inner_id = str(getattr(inner, "retrieval_id", "") or "")
         self.retrieval_id = f"{inner_id}+bm25x{self.weight:g}/{pool}"
 

@@ -39,7 +39,7 @@ def run(args) -> int:
     from intdistill.stages.llm_steps import hybrid
 
     retrieve = hybrid(IndexRetrieve(index, retriever, allow_mismatch=args.allow_retriever_mismatch,
-                                    batch_size=args.batch_size), args, corpus, len(index))
+                                    batch_size=args.batch_size), args, corpus, index, args.index)
     with open_llm(args) as client:
         # a budget stop (BudgetExceeded) is reported by cli.main: exit 3
         answer = ask(args.question, retrieve, corpus, client, args.k, config=config, snippet_words=args.words)

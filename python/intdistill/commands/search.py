@@ -55,18 +55,21 @@ def run(args: argparse.Namespace) -> int:
     from intdistill.candidates import describe_hybrid, lexical_rescore, rescore_pool
 
     pool = rescore_pool(args.k, args.lexical_pool, len(index)) if args.lexical_weight > 0 else args.k
-    if args.lexical_weight > 0 and corpus is None:
-        from intdistill.stages.judge import index_corpus
+    bm25 = how = None
+    if args.lexical_weight > 0:
+        from intdistill.stages.judge import index_bm25, index_corpus
 
-        corpus = index_corpus(index, args.index, args.corpus)
+        if corpus is None:
+            corpus = index_corpus(index, args.index, args.corpus)
+        bm25, how = index_bm25(index, args.index, corpus, args.corpus)
     t1 = time.perf_counter()
     asked = queries if queries is not None else {
         str(i + 1): data.Query(str(i + 1), text) for i, text in enumerate(args.texts)}
     found = search(OpenIndex(index, retriever), asked, pool, exact=args.exact, batch_size=args.batch_size,
                    progress=queries is not None)
     if args.lexical_weight > 0:
-        found = lexical_rescore(found, corpus, args.lexical_weight, args.k)
-        print(f"hybrid: {describe_hybrid(pool, args.lexical_weight)}", file=sys.stderr)
+        found = lexical_rescore(found, corpus, args.lexical_weight, args.k, bm25=bm25)
+        print(f"hybrid: {describe_hybrid(pool, args.lexical_weight)}; {how}", file=sys.stderr)
     t2 = time.perf_counter()
 
     if queries is None:

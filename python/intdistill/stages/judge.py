@@ -94,6 +94,34 @@ def index_corpus(index, index_path, corpus_path=None):
     return corpus
 
 
+def index_bm25(index, index_path, corpus: Mapping[str, Passage], corpus_path=None):
+    """``(bm25, how)``: BM25 statistics for :func:`intdistill.candidates.lexical_rescore` over ``corpus``, the
+    passages of ``index`` (loaded from ``index_path``). ``intdistill index`` saves them with the index; they are loaded when
+    ``corpus`` is the corpus the index records (``corpus_path`` is None or names that file) and has as many
+    passages as they were fitted on. Otherwise (another corpus, an index built before they were saved, a
+    damaged file: logged) they are fitted on ``corpus`` now. ``how`` says which, for the command's stderr line."""
+    import logging
+    import time
+
+    from intdistill.lexical import BM25, FILE
+
+    saved = os.path.join(os.fspath(index_path), FILE)
+    if os.path.exists(saved):
+        recorded = index.meta.corpus_path
+        same = corpus_path is None or (recorded and os.path.realpath(corpus_path) == os.path.realpath(recorded))
+        if same:
+            try:
+                bm25 = BM25.load(index_path)
+            except (OSError, ValueError) as exc:
+                logging.getLogger(__name__).warning("%s; fitting BM25 on the corpus instead", exc)
+            else:
+                if bm25.n_docs == len(corpus):
+                    return bm25, f"BM25 statistics saved with the index ({saved})"
+    t0 = time.perf_counter()
+    bm25 = BM25.fit(p.full_text() for p in corpus.values())
+    return bm25, f"BM25 fitted on the {len(corpus)} passages in {time.perf_counter() - t0:.1f}s"
+
+
 def search(opened: OpenIndex, queries: Mapping[str, Query], k: int, *, exact: bool = False,
            batch_size: int = 64, progress: bool = True) -> "Candidates":
     """The top ``k`` passages of every query (HNSW, or exact with ``exact``), best first."""

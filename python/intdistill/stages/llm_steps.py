@@ -313,16 +313,21 @@ def reader_config(opts):
         raise DataError(None, None, str(e)) from None
 
 
-def hybrid(retrieve, opts, corpus, limit: int):
+def hybrid(retrieve, opts, corpus, index, index_path):
     """``retrieve`` with BM25 at query time (:class:`intdistill.rag.HybridRetrieve`) when ``opts.lexical_weight``
-    (a :class:`RagConfig`, or parsed flags with its index fields) is positive, else ``retrieve`` itself."""
+    (a :class:`RagConfig`, or parsed flags with its index fields) is positive, else ``retrieve`` itself.
+    ``index`` (loaded from ``index_path``) bounds the pool and may hold the BM25 statistics
+    (:func:`intdistill.stages.judge.index_bm25`)."""
     if not opts.lexical_weight:
         return retrieve
     from intdistill.candidates import describe_hybrid
     from intdistill.rag import HybridRetrieve
+    from intdistill.stages.judge import index_bm25
 
-    wrapped = HybridRetrieve(retrieve, corpus, opts.lexical_weight, pool=opts.lexical_pool, limit=limit)
-    print(f"hybrid: {describe_hybrid(wrapped.pool_for(opts.k), opts.lexical_weight)}", file=sys.stderr)
+    bm25, how = index_bm25(index, index_path, corpus, opts.corpus)
+    wrapped = HybridRetrieve(retrieve, corpus, opts.lexical_weight, pool=opts.lexical_pool, limit=len(index),
+                             bm25=bm25)
+    print(f"hybrid: {describe_hybrid(wrapped.pool_for(opts.k), opts.lexical_weight)}; {how}", file=sys.stderr)
     return wrapped
 
 
@@ -340,7 +345,7 @@ def rag(cfg: RagConfig):
                                   allow_mismatch=cfg.allow_retriever_mismatch)
     corpus = index_corpus(index, cfg.index, cfg.corpus)
     retrieve = hybrid(IndexRetrieve(index, retriever, allow_mismatch=cfg.allow_retriever_mismatch,
-                                    batch_size=cfg.batch_size), cfg, corpus, len(index))
+                                    batch_size=cfg.batch_size), cfg, corpus, index, cfg.index)
     unanswerable = sum(1 for q in queries.values() if not q.answers)
     if unanswerable:
         print(f"note: {unanswerable} of {len(queries)} questions have no gold answers: they are answered, not scored",

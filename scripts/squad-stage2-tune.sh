@@ -8,7 +8,8 @@
 #   (defaults work/squad-dev work/squad-stage2-tune; VARIANTS="e1-128 e2-128": only those; finished runs are skipped)
 #   The e1-256-* variants vary one setting of e1-256 each: the learning rate (default 2e-5), the teacher's
 #   temperature (default 1) or the mined candidates (default 10). x2000-e1-256-lr5e-5 and e2-256-lr5e-5 add the
-#   2,000 extra questions, or a second epoch, to the chosen e1-256-lr5e-5.
+#   2,000 extra questions, or a second epoch, to the chosen e1-256-lr5e-5; e1-256-lr5e-5-tt2/-tt0.5 soften or
+#   sharpen its teacher, and e1-256-lr5e-5-s1 repeats it with another seed (how much one seed moves the score).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${1:-work/squad-dev}
@@ -29,7 +30,10 @@ for v in "e1-128:--epochs 1 --max-length 128" "e2-128:--epochs 2 --max-length 12
          "e1-256-tt2:--epochs 1 --max-length 256 --tau-teacher 2" "e1-256-n20:--epochs 1 --max-length 256 --n-candidates 20" \
          "x2000-e1-128:--epochs 1 --max-length 128 --extra-queries $S/extra-queries.jsonl" \
          "x2000-e1-256-lr5e-5:--epochs 1 --max-length 256 --lr 5e-5 --extra-queries $S/extra-queries.jsonl" \
-         "e2-256-lr5e-5:--epochs 2 --max-length 256 --lr 5e-5"; do
+         "e2-256-lr5e-5:--epochs 2 --max-length 256 --lr 5e-5" \
+         "e1-256-lr5e-5-tt2:--epochs 1 --max-length 256 --lr 5e-5 --tau-teacher 2" \
+         "e1-256-lr5e-5-tt0.5:--epochs 1 --max-length 256 --lr 5e-5 --tau-teacher 0.5" \
+         "e1-256-lr5e-5-s1:--epochs 1 --max-length 256 --lr 5e-5 --seed 1"; do
   n=${v%%:*}
   a=${v#*:}
   [[ " $VARIANTS " == *" $n "* ]] || continue

@@ -33,6 +33,9 @@ Saved layout (plain files, no pickle)::
     <dir>/index.usearch   the usearch index (``Index.save``; loaded with ``Index.restore``, ``view=True`` maps it)
     <dir>/docids.json     JSON list of doc ids; position i is usearch key i
     <dir>/meta.json       IndexMeta as JSON (written last: a directory without it is incomplete)
+
+``intdistill index`` adds ``intdistill_lexical.json``, the corpus's BM25 statistics (:mod:`intdistill.lexical`), for
+hybrid search (:func:`intdistill.stages.judge.index_bm25`).
 """
 
 from __future__ import annotations

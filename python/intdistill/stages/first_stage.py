@@ -198,6 +198,7 @@ def build_index(cfg: IndexConfig):
     )
     out = index.save(cfg.out)
     from intdistill.lexical import BM25
+    from intdistill.llm.gguf import format_size
 
     t_lex = time.perf_counter()
     lexical = BM25.fit(p.full_text() for p in corpus.values()).save(out)  # for --lexical-weight at query time
@@ -209,7 +210,7 @@ def build_index(cfg: IndexConfig):
           f"({size / 1e6:.1f} MB, of which {INDEX_FILE} {(out / INDEX_FILE).stat().st_size / 1e6:.1f} MB)",
           file=sys.stderr)
     print(f"time: load {t1 - t0:.1f}s, encode {m.encode_seconds:.1f}s, build {m.build_seconds:.1f}s, "
-          f"BM25 statistics {t_lex:.1f}s ({lexical.name}, {lexical.stat().st_size / 1e6:.1f} MB), "
+          f"BM25 statistics {t_lex:.1f}s ({lexical.name}, {format_size(lexical.stat().st_size)}), "
           f"total {t2 - t0:.1f}s", file=sys.stderr)
     if m.check_recall is not None:
         print(f"recall@{m.check_k} vs exact search: {m.check_recall:.4f} on {m.check_queries} sampled {m.check_source} "

@@ -9,7 +9,7 @@
 #   The e1-256-* variants vary one setting of e1-256 each: the learning rate (default 2e-5), the teacher's
 #   temperature (default 1) or the mined candidates (default 10). x2000-e1-256-lr5e-5 and e2-256-lr5e-5 add the
 #   2,000 extra questions, or a second epoch, to the chosen e1-256-lr5e-5; e1-256-lr5e-5-tt2/-tt0.5 soften or
-#   sharpen its teacher, and e1-256-lr5e-5-s1 repeats it with another seed (how much one seed moves the score).
+#   sharpen its teacher, and e1-256-lr5e-5-s1/-s2 repeat it with other seeds (how much one seed moves the score).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${1:-work/squad-dev}
@@ -33,7 +33,8 @@ for v in "e1-128:--epochs 1 --max-length 128" "e2-128:--epochs 2 --max-length 12
          "e2-256-lr5e-5:--epochs 2 --max-length 256 --lr 5e-5" \
          "e1-256-lr5e-5-tt2:--epochs 1 --max-length 256 --lr 5e-5 --tau-teacher 2" \
          "e1-256-lr5e-5-tt0.5:--epochs 1 --max-length 256 --lr 5e-5 --tau-teacher 0.5" \
-         "e1-256-lr5e-5-s1:--epochs 1 --max-length 256 --lr 5e-5 --seed 1"; do
+         "e1-256-lr5e-5-s1:--epochs 1 --max-length 256 --lr 5e-5 --seed 1" \
+         "e1-256-lr5e-5-s2:--epochs 1 --max-length 256 --lr 5e-5 --seed 2"; do
   n=${v%%:*}
   a=${v#*:}
   [[ " $VARIANTS " == *" $n "* ]] || continue

@@ -89,8 +89,8 @@ class HybridRetrieve:
     """A retrieve with BM25 at query time: ``inner``'s top ``pool`` of each question re-scored by
     :func:`intdistill.candidates.lexical_rescore` (``20 · score + weight · bm25 / max_q``; the statistics are
     ``bm25``, else fitted on ``corpus`` once, here) and cut to ``k``. ``limit``: the most ``inner`` can return
-    (the index's size). ``retrieval_id`` is ``inner``'s with the weight and pool added, so predictions made with and without BM25
-    are told apart."""
+    (the index's size). ``retrieval_id`` is ``inner``'s with the weight and pool added, so predictions made
+    with and without BM25 are told apart."""
 
     def __init__(self, inner: "Retrieve", corpus: Mapping[str, Passage], weight: float, *, pool: int = 100,
                  limit: int | None = None, bm25=None):

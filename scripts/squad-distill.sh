@@ -7,7 +7,8 @@
 # make_squad_fixture.py --n-extra 2000's extra-queries.jsonl (questions after the test ones in the same shuffle).
 # STAGE2_ARGS overrides those defaults: squad-dev.toml now has 256-token passes (chosen by
 # scripts/squad-stage2-tune.sh on training questions), i.e. STAGE2_ARGS="--max-length 256", and since 2026-12-04
-# lr 5e-5 (chosen the same way), i.e. STAGE2_ARGS="--max-length 256 --lr 5e-5".
+# lr 5e-5 (chosen the same way), i.e. STAGE2_ARGS="--max-length 256 --lr 5e-5", and since stop 25 the teacher's
+# temperature 0.5 (chosen the same way): STAGE2_ARGS="--max-length 256 --lr 5e-5 --tau-teacher 0.5".
 #   RANKER=work/squad-tune/own-twin bash scripts/squad-distill.sh [SQUAD_DIR] [OUT]
 #   (defaults work/squad-dev work/squad-distill; finished steps are skipped)
 set -euo pipefail

@@ -197,6 +197,10 @@ def test_ranker_check_distils_only_the_rankers_better_than_the_first_stage(tmp_p
     trained = [c[c.index("--ranker") + 1] for c in fake.calls if c[0] == "train-retriever"]
     assert trained == [str(tmp_path / "w" / "ranker-gold-first")]  # no llm retriever
     assert list(pipe.retrievers()) == ["base", "gold-first"]
+    from intdistill.commands.run import summarize
+
+    said = summarize(tmp_path / "w")
+    assert "no llm retriever: its ranker is not better than the first stage" in said and "no gold-first" not in said
     indexed = [c[c.index("--out") + 1] for c in fake.calls if c[0] == "index"]
     assert indexed == [str(tmp_path / "w" / "index-base"), str(tmp_path / "w" / "index-gold-first")]
     # forcing it afterwards trains the llm retriever: the decision is part of the later stages' keys
@@ -204,6 +208,9 @@ def test_ranker_check_distils_only_the_rankers_better_than_the_first_stage(tmp_p
     Pipeline(cfg, tmp_path / "w", library=fake, echo=False, allow_weak_teacher=True).run(until="train-retriever")
     trained = [c[c.index("--ranker") + 1] for c in fake.calls if c[0] == "train-retriever"]
     assert trained == [str(tmp_path / "w" / "ranker"), str(tmp_path / "w" / "ranker-gold-first")]
+    said = summarize(tmp_path / "w")  # the summary says it was trained, not that it is missing
+    assert "llm retriever: trained anyway (--allow-weak-teacher), though its ranker is not better" in said
+    assert "no llm retriever" not in said
 
 
 def test_ranker_check_passes_a_better_ranker_and_skips_without_held_out_lists(tmp_path, capsys):

@@ -76,8 +76,12 @@ def summarize(work: Path) -> str:
             out.append(f"ranker check ({name}): skipped, {why}")
         if check.get("decision") not in (None, "go on"):
             out.append(f"ranker check decision: {check['decision']}")
+        trained = _trained_retrievers(work)
         for name, ok in check.get("distill", {}).items():
-            if not ok:
+            if not ok and name in trained:
+                out.append(f"{name} retriever: trained anyway (--allow-weak-teacher), though its ranker is not better "
+                           "than the first stage on the held-out lists: expect no gain from it")
+            elif not ok:
                 out.append(f"no {name} retriever: its ranker is not better than the first stage on the held-out "
                            "lists, so stage 2 had nothing to teach (--allow-weak-teacher trains it anyway)")
     ev = _load(work / "evaluate.json")
@@ -95,6 +99,16 @@ def summarize(work: Path) -> str:
     if (work / "report.md").is_file():
         out += ["", f"report: {work / 'report.md'}"]
     return "\n".join(out)
+
+
+def _trained_retrievers(work: Path) -> set[str]:
+    """The distilled retrievers (llm, gold-first) that the manifest's train-retriever stage trained."""
+    from intdistill.pipeline.config import MANIFEST, RETRIEVER_DIRS
+
+    manifest = _load(work / MANIFEST) or {}
+    commands = manifest.get("stages", {}).get("train-retriever", {}).get("commands", [])
+    outs = {Path(c[c.index("--out") + 1]).resolve() for c in commands if "--out" in c[:-1]}
+    return {name for name, d in RETRIEVER_DIRS.items() if (work / d).resolve() in outs}
 
 
 def _load(path: Path):

@@ -98,8 +98,9 @@ def index_bm25(index, index_path, corpus: Mapping[str, Passage], corpus_path=Non
     """``(bm25, how)``: BM25 statistics for :func:`intdistill.candidates.lexical_rescore` over ``corpus``, the
     passages of ``index`` (loaded from ``index_path``). ``intdistill index`` saves them with the index; they
     are loaded when ``corpus`` is the corpus the index records (``corpus_path`` is None or names that file)
-    and has as many passages as they were fitted on. Otherwise (another corpus, an index built before they were saved, a
-    damaged file: logged) they are fitted on ``corpus`` now. ``how`` says which, for the command's stderr line."""
+    and has as many passages as they were fitted on. Otherwise (another corpus, an index built before they
+    were saved, a damaged file: logged) they are fitted on ``corpus`` now. ``how`` says which, for the
+    command's stderr line."""
     import logging
     import time
 

@@ -319,6 +319,14 @@ def describe_hybrid(pool: int, weight: float) -> str:
     return f"the dense top {pool} re-scored by 20 x cosine + {weight:g} x BM25 / max_q"
 
 
+def corpus_bm25(corpus: Mapping[str, Passage], passage_text: Callable[[Passage], str] = Passage.full_text):
+    """The BM25 statistics of ``corpus`` (``passage_text`` of every passage), as :func:`lexical_rescore` fits
+    them and ``intdistill index`` saves them."""
+    from intdistill.lexical import BM25
+
+    return BM25.fit(passage_text(p) for p in corpus.values())
+
+
 def lexical_rescore(cands: Candidates, corpus: Mapping[str, Passage], weight: float, n: int, *, scale: float = 20.0,
                     bm25=None, passage_text: Callable[[Passage], str] = Passage.full_text) -> Candidates:
     """Hybrid retrieval: every list re-scored by ``scale · score + weight · bm25(q, p) / max_q``, re-sorted
@@ -327,13 +335,13 @@ def lexical_rescore(cands: Candidates, corpus: Mapping[str, Passage], weight: fl
     first stage's (the cosine, for a retriever that normalises), so ``scale`` 20 puts the two on the ranker's
     footing. ``bm25``: fitted on ``corpus`` (``passage_text`` of every passage) when not given. Weight 0 only
     cuts the lists."""
-    from intdistill.lexical import BM25, check_weight
+    from intdistill.lexical import check_weight
 
     weight = check_weight(weight, "lexical weight")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected an int >= 1, got {n!r}")
     if bm25 is None and weight > 0:
-        bm25 = BM25.fit(passage_text(p) for p in corpus.values())
+        bm25 = corpus_bm25(corpus, passage_text)
     lists = {}
     for qid, cl in cands.items():
         fused = scale * np.asarray(cl.scores, dtype=np.float64)

@@ -94,7 +94,8 @@ class HybridRetrieve:
 
     def __init__(self, inner: "Retrieve", corpus: Mapping[str, Passage], weight: float, *, pool: int = 100,
                  limit: int | None = None, bm25=None):
-        from intdistill.lexical import BM25, check_weight
+        from intdistill.candidates import corpus_bm25
+        from intdistill.lexical import check_weight
 
         if not callable(inner):
             raise TypeError(f"inner: expected a callable (texts, k) -> Hits, got {type(inner).__name__}")
@@ -102,7 +103,7 @@ class HybridRetrieve:
         if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
             raise ValueError(f"pool: expected an int >= 1, got {pool!r}")
         self.inner, self.corpus, self.pool, self.limit = inner, corpus, pool, limit
-        self.bm25 = bm25 if bm25 is not None else BM25.fit(p.full_text() for p in corpus.values())
+        self.bm25 = bm25 if bm25 is not None else corpus_bm25(corpus)
         inner_id = str(getattr(inner, "retrieval_id", "") or "")
         self.retrieval_id = f"{inner_id}+bm25x{self.weight:g}/{pool}"
 

@@ -162,9 +162,11 @@ def write_report(work: str | Path, manifest: Mapping | None = None) -> Path:
         out += ["Each distilled retriever against the base: change and paired randomization-test p-value.", "",
                 *comparison_table(ev)]
         if ev.get("hybrid"):
+            from intdistill.candidates import describe_hybrid
+
             h = ev["hybrid"]
-            out += ["", f"`NAME+bm25`: the same retriever with BM25 at query time, its top {h['lexical_pool']} "
-                        f"re-scored by 20 x cosine + {h['lexical_weight']:g} x BM25 / max_q; serve it with "
+            out += ["", f"`NAME+bm25`: the same retriever with BM25 at query time, "
+                        f"{describe_hybrid(h['lexical_pool'], h['lexical_weight'])}; serve it with "
                         f"`intdistill search --lexical-weight {h['lexical_weight']:g}` (or `rag`, `ask`)."]
         out += ["", _figure("retrieval", lambda: plot_bars(ev["means"], work / "retrieval.png", "test retrieval"))]
         worse = [f"{r} on {m}" for r, ts in ev.get("tests", {}).items() for m, t in ts.items()

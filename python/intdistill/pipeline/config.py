@@ -149,20 +149,20 @@ def load_config(path: str | os.PathLike) -> Config:
                                         f"got {n_gen!r}")
     sections = {k: v for k, v in raw.items() if k != "data"}
     for sec, key, low in (("label", "max_queries", 1), ("reference", "max_queries", 1), ("rag", "max_queries", 1),
-                          ("ranker_check", "held_out", 0)):
+                          ("ranker_check", "held_out", 0), ("evaluate", "depth", 1), ("evaluate", "lexical_pool", 1)):
         v = sections.get(sec, {}).get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
             want = "a positive integer" if low == 1 else "an integer >= 0"
             raise PipelineError(path, None, f"[{sec}] {key}: expected {want}, got {v!r}")
-    ev = sections.get("evaluate", {})
-    for key, low, want in (("depth", 1, "a positive integer"), ("lexical_pool", 1, "a positive integer")):
-        v = ev.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-            raise PipelineError(path, None, f"[evaluate] {key}: expected {want}, got {v!r}")
-    w = ev.get("lexical_weight")
-    if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf")):
-        raise PipelineError(path, None, f"[evaluate] lexical_weight: expected a number >= 0 (BM25's weight at query "
-                                        f"time; 0: dense only), got {w!r}")
+    w = sections.get("evaluate", {}).get("lexical_weight")
+    if w is not None:
+        from intdistill.lexical import check_weight
+
+        try:
+            check_weight(w, "lexical_weight")
+        except ValueError:
+            raise PipelineError(path, None, f"[evaluate] lexical_weight: expected a number >= 0 (BM25's weight at "
+                                            f"query time; 0: dense only), got {w!r}") from None
     train = sections.get("train", {})
     bad = sorted(set(train) - {"nproc", "launcher"})
     if bad:

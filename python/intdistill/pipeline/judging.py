@@ -179,18 +179,17 @@ class JudgingStages:
         depth = int(sec.get("depth", 100))
         weight = float(sec.get("lexical_weight", 0))
         from intdistill import data
-        from intdistill.candidates import CandidateList, Candidates, describe_hybrid, lexical_rescore, rescore_pool
+        from intdistill.candidates import (CandidateList, Candidates, corpus_bm25, describe_hybrid, lexical_rescore,
+                                           rescore_pool)
         from intdistill.significance import Comparison, PairedTest
         runs, hybrids = {}, {}
         queries = data.load_queries(self.cfg.data["test_queries"])
         corpus = bm25 = None
         pool = depth
         if weight > 0:
-            from intdistill.lexical import BM25
-
             corpus = data.load_corpus(self.cfg.data["corpus"])
             pool = rescore_pool(depth, int(sec.get("lexical_pool", 100)), len(corpus))
-            bm25 = BM25.fit(p.full_text() for p in corpus.values())
+            bm25 = corpus_bm25(corpus)
         self.p("runs").mkdir(parents=True, exist_ok=True)
         for name in self.retrievers():
             runs[name] = self.p("runs", f"{name}.trec")

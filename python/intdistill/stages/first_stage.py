@@ -197,11 +197,11 @@ def build_index(cfg: IndexConfig):
         cache_dir=cfg.cache_dir, target_recall=cfg.target_recall, encode=ray_encoder(cfg, retriever),
     )
     out = index.save(cfg.out)
-    from intdistill.lexical import BM25
+    from intdistill.candidates import corpus_bm25
     from intdistill.llm.gguf import format_size
 
     t_lex = time.perf_counter()
-    lexical = BM25.fit(p.full_text() for p in corpus.values()).save(out)  # for --lexical-weight at query time
+    lexical = corpus_bm25(corpus).save(out)  # for --lexical-weight at query time
     t_lex = time.perf_counter() - t_lex
     t2 = time.perf_counter()
     m = index.meta

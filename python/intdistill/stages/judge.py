@@ -104,6 +104,7 @@ def index_bm25(index, index_path, corpus: Mapping[str, Passage], corpus_path=Non
     import logging
     import time
 
+    from intdistill.candidates import corpus_bm25
     from intdistill.lexical import BM25, FILE
 
     saved = os.path.join(os.fspath(index_path), FILE)
@@ -119,7 +120,7 @@ def index_bm25(index, index_path, corpus: Mapping[str, Passage], corpus_path=Non
                 if bm25.n_docs == len(corpus):
                     return bm25, f"BM25 statistics saved with the index ({saved})"
     t0 = time.perf_counter()
-    bm25 = BM25.fit(p.full_text() for p in corpus.values())
+    bm25 = corpus_bm25(corpus)
     return bm25, f"BM25 fitted on the {len(corpus)} passages in {time.perf_counter() - t0:.1f}s"
 
 

@@ -89,7 +89,7 @@ def _fast_malformed_retries(monkeypatch):
 
 
 def test_label_finishes_in_one_run_through_malformed_answers(fake, tmp_path, capsys, monkeypatch):
-    """200 answers that are not JSON (an HTML proxy page, cut JSON), 200 with empty choices and 200 with no content,
+    """HTTP 200 answers whose body is not JSON (an HTML proxy page, cut JSON), has empty choices or has no content,
     spread over the queries: every query is labelled in ONE invocation. The faults are keyed to each query's own
     attempts, not to a global request count that concurrent workers interleave, so no query meets more bad answers
     in a row (at most 3) than --max-retries 3 allows and the run is the same on every machine."""
